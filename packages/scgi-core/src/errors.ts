@@ -1,0 +1,200 @@
+/**
+ * The one registry of scgi-core errors.
+ *
+ * Every failure has its own class with a stable `code` (`SCGI_ERR_*`), the HTTP
+ * `statusCode` a proxy answers with when the failure happens before the response
+ * head went out, and the underlying `cause` when there is one. Classes are made
+ * with `@fastify/error` (the factory Fastify itself uses), so Fastify's error
+ * handler and Express error middleware read `statusCode` and `code` as usual, and
+ * `err instanceof ScgiError` holds for all of them.
+ *
+ * Codes are public API: never rename one. The README documents each code and a
+ * test keeps the two in step.
+ */
+import createError from '@fastify/error';
+
+/** Common base class: `err instanceof ScgiError` is true for every error of this library. */
+export class ScgiError extends Error {
+  declare code: string;
+  declare statusCode: number;
+}
+// @fastify/error assigns `this.name = 'FastifyError'`; an inherited accessor whose setter
+// ignores that keeps the name ours without wrapping every constructor.
+Object.defineProperty(ScgiError.prototype, 'name', {
+  get: () => 'ScgiError',
+  set: () => {},
+  configurable: true,
+});
+
+/** Constructor signature of every registered error: format arguments, then an optional `{ cause }`. */
+export interface ScgiErrorConstructor {
+  new (...args: unknown[]): ScgiError;
+  (...args: unknown[]): ScgiError;
+  readonly prototype: ScgiError;
+}
+
+/** What the registry knows of each code; the README table is checked against it. */
+export interface ScgiErrorInfo {
+  readonly code: string;
+  readonly statusCode: number;
+  readonly message: string;
+}
+
+const registry = new Map<string, ScgiErrorInfo>();
+
+function define(code: string, statusCode: number, message: string): ScgiErrorConstructor {
+  registry.set(code, Object.freeze({ code, statusCode, message }));
+  return createError(code, message, statusCode, ScgiError) as unknown as ScgiErrorConstructor;
+}
+
+/** Every registered code with its status and message template, in definition order. */
+export function listErrorCodes(): ScgiErrorInfo[] {
+  return [...registry.values()];
+}
+
+// --- netstring (SCGI head framing) ------------------------------------------------------
+export const NetstringLeadingZeroError = define(
+  'SCGI_ERR_NETSTRING_LEADING_ZERO',
+  400,
+  'Netstring length has a leading zero',
+);
+export const NetstringLengthError = define(
+  'SCGI_ERR_NETSTRING_LENGTH',
+  400,
+  'Netstring length is not a decimal number: %s',
+);
+export const NetstringCommaError = define(
+  'SCGI_ERR_NETSTRING_COMMA',
+  400,
+  'Netstring does not end with a comma',
+);
+export const NetstringTooLongError = define(
+  'SCGI_ERR_NETSTRING_TOO_LONG',
+  431,
+  'Netstring length %s is over the limit of %s bytes',
+);
+
+// --- SCGI head ----------------------------------------------------------------------------
+export const HeadEmptyNameError = define(
+  'SCGI_ERR_HEAD_EMPTY_NAME',
+  500,
+  'SCGI header name is empty',
+);
+export const HeadDuplicateError = define(
+  'SCGI_ERR_HEAD_DUPLICATE',
+  500,
+  'SCGI header %s appears more than once',
+);
+export const HeadNulError = define(
+  'SCGI_ERR_HEAD_NUL',
+  400,
+  'SCGI header %s contains a NUL byte',
+);
+export const HeadContentLengthError = define(
+  'SCGI_ERR_HEAD_CONTENT_LENGTH',
+  400,
+  'CONTENT_LENGTH must be a non-negative decimal integer, got %s',
+);
+export const HeadMalformedError = define(
+  'SCGI_ERR_HEAD_MALFORMED',
+  400,
+  'Malformed SCGI header block: %s',
+);
+
+// --- incoming HTTP request (CGI environment) --------------------------------------------
+export const BadPathError = define(
+  'SCGI_ERR_BAD_PATH',
+  400,
+  'Request path is not valid for this mount: %s',
+);
+export const PathNulError = define(
+  'SCGI_ERR_PATH_NUL',
+  400,
+  'Request path decodes to a NUL byte',
+);
+export const BadRequestHeaderError = define(
+  'SCGI_ERR_BAD_REQUEST_HEADER',
+  400,
+  'Request header %s has an invalid value',
+);
+export const BodyTooLargeError = define(
+  'SCGI_ERR_BODY_TOO_LARGE',
+  413,
+  'Request body is larger than the limit of %s bytes',
+);
+export const RequestAbortedError = define(
+  'SCGI_ERR_REQUEST_ABORTED',
+  400,
+  'The client aborted the request: %s',
+);
+export const SpoolError = define(
+  'SCGI_ERR_SPOOL',
+  500,
+  'Could not spool the request body: %s',
+);
+
+// --- upstream connection and timeouts ---------------------------------------------------
+export const ConnectError = define(
+  'SCGI_ERR_CONNECT',
+  502,
+  'Could not connect to the SCGI backend',
+);
+export const ConnectTimeoutError = define(
+  'SCGI_ERR_CONNECT_TIMEOUT',
+  504,
+  'Connecting to the SCGI backend timed out after %s ms',
+);
+export const HeadersTimeoutError = define(
+  'SCGI_ERR_HEADERS_TIMEOUT',
+  504,
+  'The SCGI backend sent no response head within %s ms',
+);
+export const IdleTimeoutError = define(
+  'SCGI_ERR_IDLE_TIMEOUT',
+  504,
+  'The SCGI backend connection was idle for %s ms',
+);
+export const UpstreamClosedError = define(
+  'SCGI_ERR_UPSTREAM_CLOSED',
+  502,
+  'The SCGI backend closed the connection before a complete response head',
+);
+export const UpstreamResetError = define(
+  'SCGI_ERR_UPSTREAM_RESET',
+  502,
+  'The SCGI backend connection failed: %s',
+);
+export const UpstreamBodyError = define(
+  'SCGI_ERR_UPSTREAM_BODY',
+  502,
+  'The SCGI backend response body ended early: %s',
+);
+
+// --- CGI response head -------------------------------------------------------------------
+export const ResponseHeadTooLargeError = define(
+  'SCGI_ERR_RESPONSE_HEAD_TOO_LARGE',
+  502,
+  'The SCGI backend response head is larger than %s bytes',
+);
+export const ResponseHeaderError = define(
+  'SCGI_ERR_RESPONSE_HEADER',
+  502,
+  'The SCGI backend sent an invalid response header: %s',
+);
+export const ResponseStatusError = define(
+  'SCGI_ERR_RESPONSE_STATUS',
+  502,
+  'The SCGI backend sent an invalid status: %s',
+);
+
+// --- configuration -----------------------------------------------------------------------
+export const InvalidOptionError = define(
+  'SCGI_ERR_INVALID_OPTION',
+  500,
+  'Invalid option %s: %s',
+);
+export const InvalidAddressError = define(
+  'SCGI_ERR_INVALID_ADDRESS',
+  500,
+  'Invalid upstream address %s: %s',
+);

@@ -1,0 +1,22 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+export default defineConfig({
+  resolve: {
+    // Tests run against the TypeScript sources; test/exports.test.ts checks the built packages.
+    alias: {
+      'scgi-core': src('./packages/scgi-core/src/index.ts'),
+      'fastify-scgi': src('./packages/fastify-plugin/src/index.ts'),
+      'express-scgi': src('./packages/express-mw/src/index.ts'),
+    },
+  },
+  test: {
+    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    pool: 'forks',
+    reporters: ['default'],
+  },
+});
