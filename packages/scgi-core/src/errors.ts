@@ -44,7 +44,7 @@ const registry = new Map<string, ScgiErrorInfo>();
 
 function define(code: string, statusCode: number, message: string): ScgiErrorConstructor {
   registry.set(code, Object.freeze({ code, statusCode, message }));
-  return createError(code, message, statusCode, ScgiError) as unknown as ScgiErrorConstructor;
+  return createError(code, message, statusCode, ScgiError as unknown as ErrorConstructor) as unknown as ScgiErrorConstructor;
 }
 
 /** Every registered code with its status and message template, in definition order. */
@@ -197,4 +197,9 @@ export const InvalidAddressError = define(
   'SCGI_ERR_INVALID_ADDRESS',
   500,
   'Invalid upstream address %s: %s',
+);
+export const BodyConsumedError = define(
+  'SCGI_ERR_BODY_CONSUMED',
+  500,
+  'The request body was already read by a body parser and cannot be re-encoded for content type %s',
 );

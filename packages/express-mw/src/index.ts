@@ -1,0 +1,127 @@
+/**
+ * express-scgi: Express 4/5 middleware that forwards requests under its mount path to an SCGI
+ * app. The engine is scgi-core; this file only maps it onto Express: SCRIPT_NAME from the mount
+ * path, bodies already read by body parsers, `next(err)` before the head, a destroyed response
+ * after it.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+import {
+  type EnvPair,
+  encodeParsedBody,
+  InvalidOptionError,
+  type ScgiError,
+  ScgiProxy,
+  type ScgiProxyOptions,
+  type ScgiResponse,
+} from 'scgi-core';
+
+/** The parts of an Express request this middleware reads (Express 4 and 5 both have them). */
+export interface ExpressLikeRequest extends IncomingMessage {
+  originalUrl?: string;
+  baseUrl?: string;
+  body?: unknown;
+  _body?: boolean;
+}
+
+export type NextFunction = (err?: unknown) => void;
+
+export interface ExpressScgiOptions extends ScgiProxyOptions {
+  /**
+   * Answer failures before the response head directly (status from the error, a small JSON
+   * body with `code` and `message`, no upstream address) instead of calling `next(err)`.
+   * @default false
+   */
+  respondOnError?: boolean;
+  /** Last look at the CGI environment of each request; return a new list or change it in place. */
+  rewriteEnv?: (env: EnvPair[], req: ExpressLikeRequest) => EnvPair[] | undefined;
+  /**
+   * Sees the backend's response head before it is sent; may change `res` (headers, status).
+   * Return `false` to send something else yourself (then consume or destroy `response.body`).
+   */
+  onResponse?: (
+    req: ExpressLikeRequest,
+    res: ServerResponse,
+    response: ScgiResponse,
+  ) => undefined | boolean | Promise<undefined | boolean>;
+}
+
+export type ScgiMiddleware = ((req: ExpressLikeRequest, res: ServerResponse, next: NextFunction) => void) & {
+  /** The scgi-core engine behind this middleware. */
+  readonly proxy: ScgiProxy;
+};
+
+const ADAPTER_KEYS = new Set(['respondOnError', 'rewriteEnv', 'onResponse']);
+
+/** True when a body parser already consumed the request stream. */
+function bodyWasRead(req: ExpressLikeRequest): boolean {
+  return req._body === true || (req.body !== undefined && req.readableEnded);
+}
+
+/**
+ * Creates the middleware: `app.use('/app', scgiProxy({ upstream: 'unix:/run/app.sock' }))`.
+ * SCRIPT_NAME is the path the middleware is mounted at (`req.baseUrl`).
+ */
+export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
+  if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
+  for (const k of ['rewriteEnv', 'onResponse'] as const) {
+    if (options[k] !== undefined && typeof options[k] !== 'function') throw new InvalidOptionError(k, 'must be a function');
+  }
+  if (options.respondOnError !== undefined && typeof options.respondOnError !== 'boolean') {
+    throw new InvalidOptionError('respondOnError', 'must be a boolean');
+  }
+  const core: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(options)) if (!ADAPTER_KEYS.has(k)) core[k] = v;
+  const proxy = new ScgiProxy(core as unknown as ScgiProxyOptions);
+  const { respondOnError = false, rewriteEnv, onResponse } = options;
+
+  const fail = (err: ScgiError, req: ExpressLikeRequest, res: ServerResponse, next: NextFunction) => {
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    if (err.statusCode === 413) res.setHeader('connection', 'close');
+    if (!respondOnError) {
+      next(err);
+      return;
+    }
+    const status = typeof err.statusCode === 'number' ? err.statusCode : 502;
+    const payload = JSON.stringify({ statusCode: status, code: err.code, message: err.message });
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload) });
+    res.end(req.method === 'HEAD' ? undefined : payload);
+  };
+
+  const middleware = (req: ExpressLikeRequest, res: ServerResponse, next: NextFunction): void => {
+    let body: Buffer | undefined;
+    if (bodyWasRead(req)) {
+      try {
+        body = encodeParsedBody(req.body, req.headers['content-type']);
+      } catch (err) {
+        fail(err as ScgiError, req, res, next);
+        return;
+      }
+    }
+    proxy
+      .request(req, {
+        scriptName: req.baseUrl ?? '',
+        url: req.originalUrl ?? req.url,
+        body,
+        res,
+        rewriteEnv: rewriteEnv === undefined ? undefined : (env) => rewriteEnv(env, req),
+      })
+      .then(async (response) => {
+        res.statusCode = response.statusCode;
+        if (response.statusMessage !== '') res.statusMessage = response.statusMessage;
+        for (const name in response.headers) res.setHeader(name, response.headers[name]!);
+        if (onResponse !== undefined && (await onResponse(req, res, response)) === false) return;
+        // pipeline destroys `res` when the backend body fails: the client sees a cut
+        // connection, never a clean end of a truncated body.
+        pipeline(response.body, res, () => {});
+      }, (err: ScgiError) => fail(err, req, res, next))
+      .catch((err: Error) => fail(err as ScgiError, req, res, next));
+  };
+  return Object.assign(middleware, { proxy });
+}
+
+export default scgiProxy;
+export type { EnvPair, ScgiError, ScgiResponse };

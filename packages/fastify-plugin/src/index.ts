@@ -1,0 +1,238 @@
+/**
+ * fastify-scgi: a Fastify 5 plugin that puts an SCGI app (flup, uWSGI, Python scgi...) behind
+ * a route prefix. The engine is scgi-core; this file only maps it onto Fastify: routes, the raw
+ * body passthrough, hooks, the error handler, logs and `onClose`.
+ */
+import { METHODS } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import {
+  type EnvPair,
+  encodeParsedBody,
+  InvalidOptionError,
+  type ScgiError,
+  ScgiProxy,
+  type ScgiProxyOptions,
+  type ScgiRequestOptions,
+  type ScgiResponse,
+} from 'scgi-core';
+
+export interface FastifyScgiHookContext {
+  request: FastifyRequest;
+  reply: FastifyReply;
+}
+
+export interface FastifyScgiOptions extends ScgiProxyOptions {
+  /**
+   * Mount prefix: every method on `prefix` and `prefix/*` goes to the backend, with
+   * SCRIPT_NAME = prefix. "" or omitted serves from the root.
+   * @default ''
+   */
+  prefix?: string;
+  /**
+   * Register the proxy routes. `false` only adds `reply.scgi()` for routes of your own.
+   * @default true
+   */
+  routes?: boolean;
+  /**
+   * Last look at the CGI environment of each request (add, drop or change variables).
+   * Return a new list or change it in place.
+   */
+  rewriteEnv?: (env: EnvPair[], request: FastifyRequest) => EnvPair[] | undefined;
+  /**
+   * Sees the backend's response head before it is sent; may change `reply` (status, headers),
+   * or send something else itself (then it must consume or destroy `response.body`).
+   */
+  onResponse?: (request: FastifyRequest, reply: FastifyReply, response: ScgiResponse) => void | Promise<void>;
+  /**
+   * Handles a failure before the response head (502/503/504/413/400 errors). Default: the
+   * error goes to Fastify's error handler, with its `statusCode` and `code`.
+   */
+  onError?: (reply: FastifyReply, context: { error: ScgiError }) => void | Promise<void>;
+}
+
+/** Per-call options of `reply.scgi()`. */
+export interface ReplyScgiOptions {
+  /** SCRIPT_NAME for this request. @default the plugin's prefix for proxy routes, "" otherwise */
+  scriptName?: string;
+  /** Overrides the body (else the raw request stream, or the re-encoded parsed body). */
+  body?: ScgiRequestOptions['body'];
+  rewriteEnv?: FastifyScgiOptions['rewriteEnv'];
+  onResponse?: FastifyScgiOptions['onResponse'];
+  onError?: FastifyScgiOptions['onError'];
+}
+
+declare module 'fastify' {
+  interface FastifyReply {
+    /** Sends this request to the SCGI backend and streams its answer back. */
+    scgi(options?: ReplyScgiOptions): FastifyReply;
+  }
+  interface FastifyInstance {
+    /** The scgi-core engine of the most recently registered fastify-scgi plugin. */
+    scgiProxy: ScgiProxy;
+  }
+}
+
+const ADAPTER_KEYS = new Set(['prefix', 'routes', 'rewriteEnv', 'onResponse', 'onError']);
+const kOriginalUrl = Symbol('fastify-scgi.originalUrl');
+type RawWithUrl = { [kOriginalUrl]?: string; url?: string };
+
+function checkPrefix(prefix: unknown): string {
+  if (prefix === undefined || prefix === '' || prefix === '/') return '';
+  if (typeof prefix !== 'string' || !prefix.startsWith('/') || prefix.endsWith('/')) {
+    throw new InvalidOptionError('prefix', 'must be "" or start with "/" and not end with "/", e.g. "/app"');
+  }
+  if (/[?#%*:\s]/.test(prefix)) {
+    throw new InvalidOptionError('prefix', 'must be a plain path without ?, #, %, *, : or spaces');
+  }
+  return prefix;
+}
+
+function checkHook(name: string, value: unknown): void {
+  if (value !== undefined && typeof value !== 'function') {
+    throw new InvalidOptionError(name, 'must be a function');
+  }
+}
+
+/** True when find-my-way would refuse the path (invalid UTF-8 after percent-decoding). */
+function badlyEncoded(url: string): boolean {
+  if (!url.includes('%')) return false;
+  const q = url.indexOf('?');
+  try {
+    decodeURI(q === -1 ? url : url.slice(0, q));
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+async function fastifyScgiPlugin(fastify: FastifyInstance, options: FastifyScgiOptions): Promise<void> {
+  const prefix = checkPrefix(options.prefix);
+  checkHook('rewriteEnv', options.rewriteEnv);
+  checkHook('onResponse', options.onResponse);
+  checkHook('onError', options.onError);
+  const core: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(options)) if (!ADAPTER_KEYS.has(k)) core[k] = v;
+  const proxy = new ScgiProxy(core as unknown as ScgiProxyOptions);
+  const defaults = { rewriteEnv: options.rewriteEnv, onResponse: options.onResponse, onError: options.onError };
+
+  if (!fastify.hasDecorator('scgiProxy')) fastify.decorate('scgiProxy', proxy);
+  else fastify.scgiProxy = proxy;
+  if (!fastify.hasReplyDecorator('scgi')) {
+    fastify.decorateReply('scgi', function scgi(this: FastifyReply, opts?: ReplyScgiOptions) {
+      return sendScgi(this, this.request.routeOptions.config as RouteConfig, opts);
+    });
+  }
+
+  const sendScgi = (reply: FastifyReply, config: RouteConfig | undefined, opts: ReplyScgiOptions = {}) => {
+    const request = reply.request;
+    const engine = config?.scgiProxy ?? proxy;
+    const hooks = config?.scgiHooks ?? defaults;
+    const raw = request.raw as typeof request.raw & RawWithUrl;
+    let body = opts.body;
+    if (body === undefined && request.body !== undefined) {
+      try {
+        body = encodeParsedBody(request.body, request.headers['content-type']);
+      } catch (err) {
+        reply.send(err);
+        return reply;
+      }
+    }
+    const onError = opts.onError ?? hooks.onError;
+    const onResponse = opts.onResponse ?? hooks.onResponse;
+    const rewriteEnv = opts.rewriteEnv ?? hooks.rewriteEnv;
+    engine
+      .request(raw, {
+        scriptName: opts.scriptName ?? config?.scgiPrefix ?? '',
+        url: raw[kOriginalUrl] ?? raw.url,
+        body,
+        res: reply.raw,
+        rewriteEnv: rewriteEnv === undefined ? undefined : (env) => rewriteEnv(env, request),
+      })
+      .then(
+        async (response) => {
+          request.log.debug(
+            { upstream: response.upstream, status: response.statusCode, timings: response.timings },
+            'scgi response head',
+          );
+          reply.code(response.statusCode);
+          if (response.statusMessage !== '' && request.raw.httpVersionMajor === 1) {
+            (reply.raw as { statusMessage: string }).statusMessage = response.statusMessage;
+          }
+          reply.headers(response.headers);
+          if (onResponse !== undefined) {
+            await onResponse(request, reply, response);
+            if (reply.sent) return;
+          }
+          reply.send(response.body);
+        },
+        async (error: ScgiError) => {
+          if (reply.sent || reply.raw.destroyed) return;
+          request.log.warn(
+            { err: error, upstream: (error as ScgiError & { upstream?: string }).upstream },
+            'scgi request failed',
+          );
+          if (error.statusCode === 413) reply.header('connection', 'close');
+          if (onError !== undefined) await onError(reply, { error });
+          else reply.send(error);
+        },
+      )
+      .catch((err: Error) => {
+        if (!reply.sent) reply.send(err);
+        else reply.raw.destroy(err);
+      });
+    return reply;
+  };
+
+  if (options.routes === false) return;
+
+  // Methods Node parses but Fastify does not route by default (WebDAV and friends): a proxy
+  // mount forwards them all.
+  const supported = new Set<string>(fastify.supportedMethods);
+  for (const m of METHODS) {
+    if (!supported.has(m) && m !== 'CONNECT') fastify.addHttpMethod(m, { hasBody: true });
+  }
+  const methods = fastify.supportedMethods.filter((m) => m !== 'CONNECT');
+
+  // find-my-way answers 400 to a path that is not valid UTF-8 after percent-decoding before any
+  // route runs; the backend must still see it (PATH_INFO is bytes). Keep the original and give
+  // the router an escaped copy that routes to the same mount.
+  const server = fastify.server;
+  const onRawRequest = (req: RawWithUrl) => {
+    const url = req.url;
+    if (url !== undefined && badlyEncoded(url) && (prefix === '' || url.startsWith(`${prefix}/`))) {
+      req[kOriginalUrl] = url;
+      const q = url.indexOf('?');
+      const path = q === -1 ? url : url.slice(0, q);
+      req.url = path.replaceAll('%', '%25') + (q === -1 ? '' : url.slice(q));
+    }
+  };
+  server.prependListener('request', onRawRequest);
+  fastify.addHook('onClose', async () => {
+    server.removeListener('request', onRawRequest);
+  });
+
+  const config: RouteConfig = { scgiProxy: proxy, scgiPrefix: prefix, scgiHooks: defaults };
+  await fastify.register(async (scope) => {
+    // Raw body passthrough under the prefix only: other routes keep their parsers.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_req, _payload, done) => done(null));
+    const handler = (request: FastifyRequest, reply: FastifyReply): void => {
+      sendScgi(reply, request.routeOptions.config as RouteConfig);
+    };
+    const routeOptions = { method: methods, config, handler, exposeHeadRoute: false };
+    scope.route({ ...routeOptions, url: prefix === '' ? '/' : prefix });
+    scope.route({ ...routeOptions, url: `${prefix}/*` });
+  });
+}
+
+interface RouteConfig {
+  scgiProxy?: ScgiProxy;
+  scgiPrefix?: string;
+  scgiHooks?: Pick<FastifyScgiOptions, 'rewriteEnv' | 'onResponse' | 'onError'>;
+}
+
+/** The Fastify plugin. `app.register(fastifyScgi, { upstream, prefix })`. */
+export const fastifyScgi = fp(fastifyScgiPlugin, { fastify: '5.x', name: 'fastify-scgi' });
+export default fastifyScgi;
+export type { ScgiResponse, EnvPair, ScgiError };

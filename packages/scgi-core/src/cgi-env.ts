@@ -1,0 +1,564 @@
+/**
+ * The CGI environment (RFC 3875 meta-variables + `HTTP_*`) sent as the SCGI header block.
+ *
+ * Options are validated and compiled once by {@link resolveCgiEnvOptions}; {@link buildCgiEnv}
+ * then runs per request with one pass over `req.rawHeaders` and a cache of header names.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import proxyAddr from 'proxy-addr';
+import { BadPathError, BadRequestHeaderError, InvalidOptionError } from './errors.js';
+import { connectionOptions, HOP_BY_HOP_HEADERS } from './hop-by-hop.js';
+import {
+  decodeRequestPath,
+  scriptNameProblem,
+  splitRequestTarget,
+  splitScriptName,
+} from './request-path.js';
+import type { EnvInput, EnvPair, EnvValue } from './types.js';
+
+/** A request `buildCgiEnv` reads: Node's HTTP/1 or HTTP/2 compatibility request. */
+export type CgiRequest = IncomingMessage | Http2ServerRequest;
+
+/**
+ * Which peers may set X-Forwarded-For / X-Forwarded-Proto, with the semantics of `proxy-addr`
+ * (the same as Fastify's `trustProxy` and Express's `trust proxy`): `true` trusts every hop, a
+ * number trusts that many hops from the socket, a string (comma-separated) or array lists
+ * addresses, CIDRs and the names `loopback`, `linklocal`, `uniquelocal`; a function decides
+ * per address and hop index (0 = the socket peer).
+ */
+export type TrustProxy = boolean | number | string | string[] | TrustFunction;
+
+/** Whether to trust `addr`, the address `hop` steps from the socket (0 = the socket peer). */
+export type TrustFunction = (addr: string, hop: number) => boolean;
+
+/** Options of the CGI environment. */
+export interface CgiEnvOptions {
+  /**
+   * The mount prefix, sent as SCRIPT_NAME, in decoded `/app` form (leading `/`, no trailing
+   * `/`), or "" for the root. A request whose decoded, dot-resolved path is not the prefix or
+   * below it is refused (`SCGI_ERR_BAD_PATH`), so `/app/../admin` never reaches the backend.
+   * @default ""
+   */
+  scriptName?: string;
+  /**
+   * Extra variables, or a function of the request returning them. A name that is already
+   * present is replaced in place (its position is kept); new names are appended at the end.
+   * CONTENT_LENGTH and SCGI may not be set: flup and friends read exactly CONTENT_LENGTH body
+   * bytes, so a wrong value desynchronises the stream. Static params are checked here; a
+   * function's result is checked per request and a bad one throws `SCGI_ERR_INVALID_OPTION`
+   * (a 500: it is a configuration bug, never silently ignored).
+   * @default undefined
+   */
+  params?: EnvInput | ((req: CgiRequest) => EnvInput);
+  /**
+   * Trusted proxies (see {@link TrustProxy}). Only when the socket peer is trusted do
+   * REMOTE_ADDR come from X-Forwarded-For and REQUEST_SCHEME / HTTPS from X-Forwarded-Proto;
+   * otherwise any client could claim any address or TLS. The X-Forwarded-* headers themselves
+   * are always forwarded as HTTP_X_FORWARDED_* (they are client headers, as with nginx).
+   * @default false
+   */
+  trustProxy?: TrustProxy;
+  /**
+   * SERVER_NAME. Without it the Host header (HTTP/2: `:authority`) is used, minus its port
+   * (an IPv6 literal keeps its brackets), else the local address; both are client-influenced,
+   * so set it when the backend builds absolute URLs from SERVER_NAME.
+   * @default the request's host, else the socket's local address
+   */
+  serverName?: string;
+  /**
+   * SERVER_PORT (1-65535). Set it behind a proxy that listens on another port. The default never
+   * comes from the Host header, which the client controls.
+   * @default the socket's local port (the scheme's default port on a Unix socket)
+   */
+  serverPort?: number | string;
+  /**
+   * SERVER_SOFTWARE. The default carries no version, so the backend cannot leak one.
+   * @default "scgi-core"
+   */
+  serverSoftware?: string;
+}
+
+/** Resolved, frozen options; build them once with {@link resolveCgiEnvOptions}. */
+export interface ResolvedCgiEnvOptions {
+  readonly scriptName: string;
+  /** Static params (validated, frozen), a params function, or null. */
+  readonly params: readonly EnvPair[] | ((req: CgiRequest) => EnvInput) | null;
+  /** The compiled trust function, or null when no proxy is trusted. */
+  readonly trustProxy: TrustFunction | null;
+  readonly serverName: string | null;
+  readonly serverPort: string | null;
+  readonly serverSoftware: string;
+}
+
+/** Per-request inputs that the request object does not hold. */
+export interface CgiEnvRequestInfo {
+  /** The original request-target when a framework rewrote `req.url` (Express: `req.originalUrl`). */
+  url?: string;
+  /**
+   * The body length the engine will send (after spooling). `undefined` / `null`: the request's
+   * Content-Length when it is decimal digits, else 0.
+   */
+  contentLength?: number | null;
+  /**
+   * The mount prefix of this request (Express: `req.baseUrl`), instead of the option's. Checked
+   * like the option (results cached); an invalid one is `SCGI_ERR_BAD_PATH`, since it comes from
+   * the URL. Adapters that take it from configuration should check it up front with
+   * `scriptNameProblem`.
+   */
+  scriptName?: string;
+}
+
+/** A checked mount prefix: its bytes (compared with the decoded path) and its SCRIPT_NAME value. */
+interface Prefix {
+  readonly bytes: Buffer;
+  readonly value: EnvValue;
+}
+/** Prefix of each resolved options object; also tells resolved options from raw ones. */
+const compiled = new WeakMap<ResolvedCgiEnvOptions, Prefix>();
+/** Per-request prefixes already checked; mounts are few, the bound is only a guard. */
+const prefixCache = new Map<string, Prefix>();
+
+function compilePrefix(scriptName: unknown, perRequest: boolean): Prefix {
+  const hit = typeof scriptName === 'string' ? prefixCache.get(scriptName) : undefined;
+  if (hit !== undefined) return hit;
+  const problem =
+    typeof scriptName === 'string' ? scriptNameProblem(scriptName) : 'must be a string';
+  if (problem !== null) {
+    const reason = `${problem}, got "${String(scriptName)}"`;
+    // Per request it comes from the URL (Express's `req.baseUrl`): a client error, not ours.
+    throw perRequest ? new BadPathError(`scriptName ${reason}`) : bad('scriptName', reason);
+  }
+  const name = scriptName as string;
+  const bytes = Buffer.from(name, 'utf8');
+  // A non-ASCII prefix goes out as the same UTF-8 bytes that DOCUMENT_URI holds.
+  const prefix = { bytes, value: bytes.length === name.length ? name : bytes };
+  if (prefixCache.size >= 64) prefixCache.clear();
+  prefixCache.set(name, prefix);
+  return prefix;
+}
+
+const bad = (option: string, reason: string, cause?: unknown) =>
+  cause === undefined
+    ? new InvalidOptionError(option, reason)
+    : new InvalidOptionError(option, reason, { cause });
+
+/** Validates `options` (never mutating them) and returns a new frozen, compiled object. */
+export function resolveCgiEnvOptions(options: CgiEnvOptions = {}): ResolvedCgiEnvOptions {
+  if (options === null || typeof options !== 'object') throw bad('options', 'must be an object');
+  const scriptName = options.scriptName ?? '';
+  const prefix = compilePrefix(scriptName, false);
+  const { params } = options;
+  let resolvedParams: ResolvedCgiEnvOptions['params'] = null;
+  if (typeof params === 'function') resolvedParams = params;
+  else if (params !== undefined) {
+    // Copied: a Buffer the caller changes later must not change what we send.
+    const copy = (v: EnvValue) => (typeof v === 'string' ? v : Buffer.from(v));
+    resolvedParams = Object.freeze(
+      normalizeParams(params).map(([n, v]) => Object.freeze([n, copy(v)] as const)),
+    );
+  }
+  const resolved: ResolvedCgiEnvOptions = Object.freeze({
+    scriptName,
+    params: resolvedParams,
+    trustProxy: compileTrust(options.trustProxy),
+    serverName: textOption('serverName', options.serverName) ?? null,
+    serverPort: portOption(options.serverPort),
+    serverSoftware: textOption('serverSoftware', options.serverSoftware) ?? 'scgi-core',
+  });
+  compiled.set(resolved, prefix);
+  return resolved;
+}
+
+function textOption(name: string, value: unknown): string | undefined {
+  if (value !== undefined && (typeof value !== 'string' || value === '' || hasCtl(value))) {
+    throw bad(name, 'must be a non-empty string without NUL, CR or LF');
+  }
+  return value as string | undefined;
+}
+
+function portOption(value: unknown): string | null {
+  if (value === undefined) return null;
+  const text = typeof value === 'number' ? String(value) : value;
+  if (typeof text !== 'string' || !/^[1-9][0-9]{0,4}$/.test(text) || Number(text) > 65535) {
+    throw bad('serverPort', `must be a port number 1-65535, got ${String(value)}`);
+  }
+  return text;
+}
+
+/** Fastify's `trustProxy` / Express's `trust proxy` compilation, on top of proxy-addr. */
+function compileTrust(value: unknown): ResolvedCgiEnvOptions['trustProxy'] {
+  if (value === undefined || value === false) return null;
+  if (value === true) return () => true;
+  if (typeof value === 'function') return value as TrustFunction;
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw bad('trustProxy', `a hop count must be a non-negative integer, got ${value}`);
+    }
+    return (_addr, hop) => hop < value;
+  }
+  const list = typeof value === 'string' ? value.split(',').map((s) => s.trim()) : value;
+  if (!Array.isArray(list) || !list.every((s) => typeof s === 'string')) {
+    throw bad('trustProxy', 'must be a boolean, number, string, string[] or function');
+  }
+  try {
+    return proxyAddr.compile(list.slice());
+  } catch (cause) {
+    throw bad('trustProxy', (cause as Error).message, cause);
+  }
+}
+
+function hasCtl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0 || c === 10 || c === 13) return true;
+  }
+  return false;
+}
+
+/** Checks params and returns them as pairs; throws `SCGI_ERR_INVALID_OPTION` naming `params`. */
+function normalizeParams(input: EnvInput): EnvPair[] {
+  if (input === null || typeof input !== 'object') {
+    throw bad('params', 'must be an object, an iterable of [name, value] or a function');
+  }
+  const entries: Iterable<unknown> =
+    typeof (input as Iterable<EnvPair>)[Symbol.iterator] === 'function'
+      ? (input as Iterable<EnvPair>)
+      : Object.entries(input);
+  const out: EnvPair[] = [];
+  for (const entry of entries) {
+    if (!Array.isArray(entry) || entry.length !== 2)
+      throw bad('params', 'need [name, value] pairs');
+    const [name, value] = entry as [unknown, unknown];
+    if (typeof name !== 'string' || name === '' || name.includes('\0')) {
+      throw bad('params', `name ${String(name)} must be a non-empty string without NUL`);
+    }
+    if (name === 'CONTENT_LENGTH' || name === 'SCGI') {
+      throw bad('params', `${name} is set by the proxy and may not be overridden`);
+    }
+    const ok =
+      typeof value === 'string'
+        ? !value.includes('\0')
+        : Buffer.isBuffer(value) && !value.includes(0);
+    if (!ok) {
+      throw bad('params', `value of ${name} must be a string or Buffer without NUL`);
+    }
+    out.push([name, value as EnvValue]);
+  }
+  return out;
+}
+
+// --- request headers ----------------------------------------------------------------------
+
+enum Kind {
+  Plain,
+  Cookie,
+  Host,
+  Drop,
+  Connection,
+  ContentLength,
+  ContentType,
+  Authority,
+}
+interface HeaderName {
+  readonly cgi: string;
+  readonly kind: Kind;
+}
+
+/**
+ * Request headers never forwarded as HTTP_*: `Proxy` (httpoxy: CGI code reads HTTP_PROXY as a
+ * proxy setting), Expect (answered by this proxy), and the hop-by-hop fields, which include
+ * Transfer-Encoding (the body goes de-chunked with CONTENT_LENGTH). `classify` checks
+ * Content-Length, Content-Type and Connection first: they are handled apart.
+ */
+const DROPPED: ReadonlySet<string> = new Set([...HOP_BY_HOP_HEADERS, 'proxy', 'expect']);
+
+const PLAIN_CONNECTION = new Set(['keep-alive', 'Keep-Alive', 'close', 'Close']);
+
+/** CGI spelling by char code of the allowed header-name characters [A-Za-z0-9-]; 0 = refused. */
+const CGI_CHAR = new Uint8Array(128);
+for (let c = 0x30; c <= 0x39; c++) CGI_CHAR[c] = c;
+for (let c = 0x41; c <= 0x5a; c++) CGI_CHAR[c] = c;
+for (let c = 0x61; c <= 0x7a; c++) CGI_CHAR[c] = c - 0x20;
+CGI_CHAR[0x2d] = 0x5f;
+
+/** Raw header name -> classification. Bounded: cleared when full, so odd names cannot grow it. */
+const nameCache = new Map<string, HeaderName>();
+const NAME_CACHE_MAX = 1024;
+
+function headerName(raw: string): HeaderName {
+  let entry = nameCache.get(raw);
+  if (entry === undefined) {
+    entry = classify(raw);
+    if (nameCache.size >= NAME_CACHE_MAX) nameCache.clear();
+    nameCache.set(raw, entry);
+  }
+  return entry;
+}
+
+function classify(raw: string): HeaderName {
+  if (raw === ':authority') return { cgi: 'HTTP_HOST', kind: Kind.Authority };
+  let cgi = 'HTTP_';
+  for (let i = 0; i < raw.length; i++) {
+    // `_` and anything else outside [A-Za-z0-9-] is dropped: `X_Forwarded_For` would otherwise
+    // spoof HTTP_X_FORWARDED_FOR. HTTP/2 pseudo-headers (`:path`...) fall out here too.
+    const out = CGI_CHAR[raw.charCodeAt(i)] ?? 0;
+    if (out === 0) return { cgi: '', kind: Kind.Drop };
+    cgi += String.fromCharCode(out);
+  }
+  if (raw === '') return { cgi: '', kind: Kind.Drop };
+  const lower = raw.toLowerCase();
+  if (lower === 'cookie') return { cgi, kind: Kind.Cookie };
+  if (lower === 'host') return { cgi, kind: Kind.Host };
+  if (lower === 'connection') return { cgi, kind: Kind.Connection };
+  if (lower === 'content-length') return { cgi, kind: Kind.ContentLength };
+  if (lower === 'content-type') return { cgi, kind: Kind.ContentType };
+  return { cgi, kind: DROPPED.has(lower) ? Kind.Drop : Kind.Plain };
+}
+
+interface CollectedHeaders {
+  readonly headers: [string, string][];
+  readonly contentLength: string | undefined;
+  readonly contentType: string | undefined;
+  readonly host: string | undefined;
+}
+
+/** Node's parsers refuse these, but `rawHeaders` can be written by other code: check anyway. */
+function checkValue(name: string, value: string): void {
+  if (hasCtl(value)) throw new BadRequestHeaderError(name);
+}
+
+/** One pass over `rawHeaders`: HTTP_* pairs in order of first appearance, duplicates joined. */
+function collectHeaders(raw: readonly string[]): CollectedHeaders {
+  const headers: [string, string][] = [];
+  const index = new Map<string, number>();
+  let contentLength: string | undefined;
+  let contentType: string | undefined;
+  let host: string | undefined;
+  let authority: string | undefined;
+  let authorityAt = 0;
+  let connection: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const rawName = raw[i]!;
+    const value = raw[i + 1]!;
+    const name = headerName(rawName);
+    switch (name.kind) {
+      case Kind.Drop:
+        continue;
+      case Kind.ContentLength:
+        contentLength ??= value;
+        continue;
+      case Kind.ContentType:
+        // The first one, as Node's `req.headers` keeps it.
+        checkValue(rawName, value);
+        contentType ??= value;
+        continue;
+      case Kind.Connection:
+        // `keep-alive` / `close` name no field: skip the token work for nearly every request.
+        if (!PLAIN_CONNECTION.has(value)) {
+          connection = connection === undefined ? value : `${connection},${value}`;
+        }
+        continue;
+      case Kind.Authority:
+        checkValue(rawName, value);
+        authority ??= value;
+        authorityAt = headers.length;
+        continue;
+      case Kind.Host:
+        // RFC 9112 §3.2: a request with more than one Host is invalid; the app and the
+        // framework must not be able to disagree on the host.
+        if (host !== undefined) throw new BadRequestHeaderError(rawName);
+        host = value;
+        break;
+    }
+    checkValue(rawName, value);
+    const at = index.get(name.cgi);
+    if (at === undefined) {
+      index.set(name.cgi, headers.length);
+      headers.push([name.cgi, value]);
+    } else {
+      const pair = headers[at]!;
+      // RFC 9110 §5.3 list join; Cookie crumbs are joined with "; " (RFC 9113 §8.2.3).
+      pair[1] += (name.kind === Kind.Cookie ? '; ' : ', ') + value;
+    }
+  }
+  if (host === undefined && authority !== undefined) {
+    headers.splice(authorityAt, 0, ['HTTP_HOST', authority]);
+    host = authority;
+  }
+  if (connection !== undefined) {
+    // RFC 9110 §7.6.1: fields named in Connection are hop-by-hop too.
+    const named = new Set<string>();
+    for (const option of connectionOptions(connection)) {
+      const name = headerName(option);
+      if (name.kind !== Kind.Drop) named.add(name.cgi);
+    }
+    const kept = named.size === 0 ? headers : headers.filter(([cgi]) => !named.has(cgi));
+    return { headers: kept, contentLength, contentType, host };
+  }
+  return { headers, contentLength, contentType, host };
+}
+
+// --- the environment ----------------------------------------------------------------------
+
+// Constant pairs, shared by every environment (pairs are read-only).
+const SCGI_PAIR: EnvPair = Object.freeze(['SCGI', '1'] as const);
+const HTTP_SCHEME_PAIR: EnvPair = Object.freeze(['REQUEST_SCHEME', 'http'] as const);
+const HTTPS_SCHEME_PAIR: EnvPair = Object.freeze(['REQUEST_SCHEME', 'https'] as const);
+const HTTPS_ON_PAIR: EnvPair = Object.freeze(['HTTPS', 'on'] as const);
+const GATEWAY_PAIR: EnvPair = Object.freeze(['GATEWAY_INTERFACE', 'CGI/1.1'] as const);
+
+/**
+ * Builds the CGI environment of `req`, in this order: CONTENT_LENGTH, SCGI, REQUEST_METHOD,
+ * REQUEST_URI, QUERY_STRING, CONTENT_TYPE, DOCUMENT_URI, SCRIPT_NAME, PATH_INFO,
+ * SERVER_PROTOCOL, REQUEST_SCHEME, HTTPS (only when the scheme is https, then "on"; otherwise
+ * the variable is absent, as with nginx), REMOTE_ADDR, REMOTE_PORT, SERVER_ADDR, SERVER_NAME,
+ * SERVER_PORT, SERVER_SOFTWARE, GATEWAY_INTERFACE, the HTTP_* variables in order of first
+ * appearance, then params (which replace existing names in place).
+ *
+ * DOCUMENT_URI and PATH_INFO are Buffers: percent-decoded bytes need not be UTF-8. Addresses
+ * are shown as Node gives them, except that IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is shown as
+ * plain IPv4, as nginx shows IPv4 clients.
+ *
+ * @param options resolved options (fast), or raw options, resolved on each call (slow)
+ * @param perRequest the original URL and the body length, when they differ from `req`'s
+ * @throws `SCGI_ERR_BAD_PATH`, `SCGI_ERR_PATH_NUL`, `SCGI_ERR_BAD_REQUEST_HEADER` (400s);
+ *   `SCGI_ERR_INVALID_OPTION` for a bad `contentLength` or a params function's bad result
+ */
+export function buildCgiEnv(
+  req: CgiRequest,
+  options: ResolvedCgiEnvOptions | CgiEnvOptions,
+  perRequest?: CgiEnvRequestInfo,
+): EnvPair[] {
+  let resolved = options as ResolvedCgiEnvOptions;
+  let prefix = compiled.get(resolved);
+  if (prefix === undefined) {
+    resolved = resolveCgiEnvOptions(options as CgiEnvOptions);
+    prefix = compiled.get(resolved)!;
+  }
+  if (perRequest?.scriptName !== undefined) prefix = compilePrefix(perRequest.scriptName, true);
+  const target = splitRequestTarget(perRequest?.url ?? req.url ?? '');
+  if (hasCtl(target.uri)) throw new BadPathError('the request-target contains NUL, CR or LF');
+  const documentUri = decodeRequestPath(target.path);
+  const pathInfo = splitScriptName(documentUri, prefix.bytes);
+  const h = collectHeaders(req.rawHeaders);
+
+  const socket = req.socket as Partial<TLSSocket> | null | undefined;
+  const peer = socket?.remoteAddress;
+  let remoteAddr = peer;
+  let https = socket?.encrypted === true;
+  const trust = resolved.trustProxy;
+  if (trust !== null && peer !== undefined) {
+    const addrs = proxyAddr.all(req as IncomingMessage, trust);
+    remoteAddr = addrs[addrs.length - 1] ?? peer;
+    if (trust(peer, 0)) {
+      const proto = forwardedProto(h.headers, addrs.length);
+      if (proto !== null) https = proto === 'https';
+    }
+  }
+  const localAddr = plainAddress(socket?.localAddress);
+  const localPort = socket?.localPort;
+
+  const env: EnvPair[] = [
+    ['CONTENT_LENGTH', contentLengthValue(perRequest?.contentLength, h.contentLength)],
+    SCGI_PAIR,
+    ['REQUEST_METHOD', req.method ?? 'GET'],
+    ['REQUEST_URI', target.uri],
+    ['QUERY_STRING', target.query],
+    ['CONTENT_TYPE', h.contentType ?? ''],
+    ['DOCUMENT_URI', documentUri],
+    ['SCRIPT_NAME', prefix.value],
+    ['PATH_INFO', pathInfo],
+    ['SERVER_PROTOCOL', `HTTP/${req.httpVersion}`],
+    https ? HTTPS_SCHEME_PAIR : HTTP_SCHEME_PAIR,
+  ];
+  if (https) env.push(HTTPS_ON_PAIR);
+  env.push(
+    ['REMOTE_ADDR', plainAddress(remoteAddr)],
+    ['REMOTE_PORT', socket?.remotePort === undefined ? '' : String(socket.remotePort)],
+    ['SERVER_ADDR', localAddr],
+    ['SERVER_NAME', resolved.serverName ?? hostName(h.host) ?? bracketed(localAddr)],
+    [
+      'SERVER_PORT',
+      resolved.serverPort ?? (localPort === undefined ? (https ? '443' : '80') : String(localPort)),
+    ],
+    ['SERVER_SOFTWARE', resolved.serverSoftware],
+    GATEWAY_PAIR,
+  );
+  for (const pair of h.headers) env.push(pair);
+  const { params } = resolved;
+  if (params !== null)
+    applyParams(env, typeof params === 'function' ? normalizeParams(params(req)) : params);
+  return env;
+}
+
+function contentLengthValue(given: number | null | undefined, header: string | undefined): string {
+  if (given !== undefined && given !== null) {
+    if (typeof given !== 'number' || !Number.isSafeInteger(given) || given < 0) {
+      throw bad('contentLength', `must be a non-negative integer, got ${String(given)}`);
+    }
+    return String(given);
+  }
+  // Normalised ("007" -> "7"): some servers parse CONTENT_LENGTH strictly.
+  const n = header !== undefined && /^[0-9]+$/.test(header) ? Number(header) : 0;
+  return Number.isSafeInteger(n) ? String(n) : '0';
+}
+
+/**
+ * The scheme the outermost trusted proxy saw: the X-Forwarded-Proto entry at the same depth as
+ * the address proxy-addr picked (each trusted proxy appends one entry to both lists); when the
+ * list is shorter (proxies that overwrite it), its first entry. Anything but http/https: null.
+ */
+function forwardedProto(headers: [string, string][], hops: number): string | null {
+  const pair = headers.find(([name]) => name === 'HTTP_X_FORWARDED_PROTO');
+  if (pair === undefined) return null;
+  const protos = pair[1].split(',').map((s) => s.trim());
+  const fromEnd = Math.min(Math.max(hops - 2, 0), protos.length - 1);
+  const proto = protos[protos.length - 1 - fromEnd]?.toLowerCase();
+  return proto === 'http' || proto === 'https' ? proto : null;
+}
+
+/** `::ffff:1.2.3.4` -> `1.2.3.4`; undefined (a Unix socket, a closed socket) -> "". */
+function plainAddress(addr: string | undefined): string {
+  if (addr === undefined) return '';
+  if (addr.length > 7 && addr.slice(0, 7).toLowerCase() === '::ffff:' && addr.includes('.', 7)) {
+    return addr.slice(7);
+  }
+  return addr;
+}
+
+/** An IPv6 address as a host name, in brackets, as it would appear in a URL. */
+function bracketed(addr: string): string {
+  return addr.includes(':') ? `[${addr}]` : addr;
+}
+
+/** The host of a Host header without its port; `[::1]:8080` -> `[::1]`; "" -> undefined. */
+function hostName(host: string | undefined): string | undefined {
+  if (host === undefined) return undefined;
+  let end: number;
+  if (host.charCodeAt(0) === 0x5b) {
+    end = host.indexOf(']') + 1;
+    if (end === 0) end = host.length;
+  } else {
+    end = host.indexOf(':');
+    if (end === -1) end = host.length;
+  }
+  return end === 0 ? undefined : host.slice(0, end);
+}
+
+/** Replaces variables in place (keeping their position) and appends new ones. */
+function applyParams(env: EnvPair[], params: readonly EnvPair[]): void {
+  if (params.length === 0) return;
+  const index = new Map<string, number>();
+  for (let i = 0; i < env.length; i++) index.set(env[i]![0], i);
+  for (const pair of params) {
+    const at = index.get(pair[0]);
+    if (at === undefined) {
+      index.set(pair[0], env.length);
+      env.push(pair);
+    } else {
+      env[at] = pair;
+    }
+  }
+}

@@ -1,0 +1,396 @@
+/**
+ * Incremental parser for the head of a CGI response, as an SCGI backend writes it (RFC 3875 §6):
+ * CGI header lines (`Status:`, `Location:`, ...) or an NPH `HTTP/1.x NNN` status line, ended by
+ * the first empty line. We hold to what nginx and Apache accept, minus their leniencies that a
+ * proxy should not pass on (obs-fold, control characters, whitespace before the colon).
+ *
+ * Cost model (it runs on every proxied response): bytes are validated in place with 256-entry
+ * tables, the head is decoded once as latin1 (1 byte = 1 char, so string offsets are byte
+ * offsets) and names and values are slices of that string. The scan keeps its offset across
+ * chunks and only the unfinished line is kept between them, so a head split into any number of
+ * chunks costs one pass; when the whole head is in the first chunk nothing is copied but the
+ * decode.
+ */
+import {
+  InvalidOptionError,
+  ResponseHeaderError,
+  ResponseHeadTooLargeError,
+  ResponseStatusError,
+  type ScgiError,
+} from './errors.js';
+import { connectionOptions, HOP_BY_HOP_HEADERS } from './hop-by-hop.js';
+import type { CgiResponseHead, ResponseHeaders } from './types.js';
+
+/** Options of {@link CgiResponseParser} and {@link parseCgiResponseHead}. */
+export interface CgiResponseParserOptions {
+  /**
+   * Largest response head accepted, in bytes, counting every header line and the empty line that
+   * ends the head. Past it the parser fails with `SCGI_ERR_RESPONSE_HEAD_TOO_LARGE` (502) as soon
+   * as the buffered bytes prove the head cannot fit, so a backend cannot make the proxy buffer
+   * without bound (nginx: `scgi_buffer_size`, Apache: `LimitRequestFieldSize`).
+   * @default 65536
+   */
+  maxHeadSize?: number;
+}
+
+const DEFAULT_MAX_HEAD_SIZE = 65536;
+const EMPTY = Buffer.alloc(0);
+/** Bytes decoded first; most heads fit, and the window doubles while none is found. */
+const FIRST_WINDOW = 1024;
+const HTAB = 0x09;
+const CR = 0x0d;
+const SP = 0x20;
+const ZERO = 0x30;
+const COLON = 0x3a;
+
+// Fields that need more than "store, or join with the previous value": one hash lookup per field.
+const STATUS = 1;
+const SET_COOKIE = 2;
+const CONTENT_LENGTH = 3;
+const LOCATION = 4;
+const CONNECTION = 5;
+const HOP_BY_HOP = 6;
+const KIND = new Map<string, number>([
+  ...[...HOP_BY_HOP_HEADERS].map((name): [string, number] => [name, HOP_BY_HOP]),
+  ['status', STATUS],
+  ['set-cookie', SET_COOKIE],
+  ['content-length', CONTENT_LENGTH],
+  ['location', LOCATION],
+  ['connection', CONNECTION],
+]);
+
+/**
+ * `headers` objects: their prototype is an empty object with a null prototype, so a backend field
+ * named `__proto__` or `constructor` is a plain own key and nothing is inherited, while the
+ * object stays in V8's fast mode (`Object.create(null)` objects are dictionaries, several times
+ * slower to fill). Node's querystring used the same trick.
+ */
+const HeadersObject = function HeadersObject() {} as unknown as new () => ResponseHeaders;
+HeadersObject.prototype = Object.create(null);
+
+/** `tchar` of RFC 9110 §5.6.2: the bytes allowed in a field name. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
+
+/** `field-content` of RFC 9110 §5.5: HTAB, SP, VCHAR, obs-text. Every other CTL (NUL, CR, DEL...) is refused. */
+const FIELD_CHAR = new Uint8Array(256);
+FIELD_CHAR[HTAB] = 1;
+for (let c = 0x20; c <= 0x7e; c++) FIELD_CHAR[c] = 1;
+for (let c = 0x80; c <= 0xff; c++) FIELD_CHAR[c] = 1;
+
+const isOws = (c: number): boolean => c === SP || c === HTAB;
+const isDigit = (c: number): boolean => c >= ZERO && c <= 0x39;
+
+/** A short, escaped excerpt of backend text for an error message (never raw bytes into logs). */
+function quote(text: string): string {
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
+}
+
+/**
+ * Parses a CGI response head pushed in chunks split at any byte.
+ *
+ * - Lines end in CRLF or a bare LF, mixed freely; the head ends at the first empty line.
+ * - An NPH first line `HTTP/1.0 NNN reason` or `HTTP/1.1 NNN reason` sets the status (`nph: true`).
+ *   Otherwise `Status: NNN [reason]` does, and is not forwarded; a bare `Location` gives
+ *   302 `Found` (RFC 3875 §6.2.3; like nginx, a local `/path` is not redirected internally);
+ *   neither gives 200 with an empty `statusMessage`, so the adapter lets Node fill the default.
+ * - The status must be exactly three digits in 200..599 (`SCGI_ERR_RESPONSE_STATUS`): a 1xx is not
+ *   a final response, and a 101 would hand the client connection to the backend. A second
+ *   `Status`, or a `Status` after an NPH line, is the same error: two sources of truth.
+ * - Field names must be tokens and values `field-content` (RFC 9110 §5.1, §5.5); obs-fold
+ *   (RFC 9112 §5.2), a line without a colon and whitespace before the colon (RFC 9112 §5.1) are
+ *   refused (`SCGI_ERR_RESPONSE_HEADER`). Values are decoded as latin1, OWS trimmed.
+ * - `Content-Length` must be decimal digits; repeats must be identical and are kept once
+ *   (RFC 9110 §8.6).
+ * - Hop-by-hop fields ({@link HOP_BY_HOP_HEADERS} and the names a `Connection` value lists,
+ *   RFC 9110 §7.6.1) are left out of `headers` and named in `hopByHop`.
+ * - `set-cookie` is always an array (RFC 6265 §3: never joined); other repeats are joined with ", ".
+ *
+ * A malformed head throws a typed {@link ScgiError}; the parser then stays failed and rethrows it.
+ */
+export class CgiResponseParser {
+  readonly #maxHeadSize: number;
+  /** Bytes of the head in complete lines so far: the offset of the current line's start. */
+  #consumed = 0;
+  /** The current line's bytes from earlier chunks, as latin1 text. */
+  #partial = '';
+  #lineNo = 0;
+  #statusCode = 0;
+  #statusMessage = '';
+  #nph = false;
+  #hasStatus = false;
+  #hasLocation = false;
+  #contentLength: string | undefined = undefined;
+  #connection: string | undefined = undefined;
+  #headers: ResponseHeaders = new HeadersObject();
+  #hopByHop: string[] = [];
+  #head: CgiResponseHead | null = null;
+  #rest: Buffer = EMPTY;
+  #error: unknown = null;
+
+  constructor(options?: CgiResponseParserOptions) {
+    const max = options?.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE;
+    if (typeof max !== 'number' || !Number.isSafeInteger(max) || max <= 0) {
+      throw new InvalidOptionError('maxHeadSize', `must be a positive safe integer, got ${max}`);
+    }
+    this.#maxHeadSize = max;
+  }
+
+  /** The bytes that followed the head in the chunk that completed it: the start of the body. Empty until {@link done}. */
+  get rest(): Buffer {
+    return this.#rest;
+  }
+
+  /** True once the head is complete; later bytes are body and must not be pushed. */
+  get done(): boolean {
+    return this.#head !== null;
+  }
+
+  /**
+   * Feeds bytes. Returns the head once complete (then {@link rest} holds the body bytes that came
+   * with it), else null. Throws a typed `ScgiError` on malformed input or an oversized head.
+   */
+  push(chunk: Buffer): CgiResponseHead | null {
+    if (this.#error !== null) throw this.#error;
+    if (this.#head !== null) {
+      // Misuse, not bad input: the caller should stream these bytes as body.
+      throw new Error('CgiResponseParser: the head is already complete; push body bytes elsewhere');
+    }
+    try {
+      return this.#scan(chunk);
+    } catch (err) {
+      this.#error = err;
+      throw err;
+    }
+  }
+
+  #scan(chunk: Buffer): CgiResponseHead | null {
+    const len = chunk.length;
+    const max = this.#maxHeadSize;
+    let window = FIRST_WINDOW;
+    let pos = 0;
+    while (pos < len) {
+      // Decode a window that grows while no terminator shows up: a typical head costs one decode,
+      // and body bytes that arrived with the head are never decoded. Never past `maxHeadSize`.
+      const room = max - this.#consumed - this.#partial.length;
+      const stop = Math.min(len, pos + window, pos + room);
+      const text = chunk.toString('latin1', pos, stop);
+      let from = 0;
+      for (let lf = text.indexOf('\n'); lf !== -1; lf = text.indexOf('\n', from)) {
+        const partial = this.#partial;
+        this.#consumed += partial.length + lf + 1 - from;
+        if (partial === '') {
+          const end = lf > from && text.charCodeAt(lf - 1) === CR ? lf - 1 : lf;
+          if (end === from) return this.#finish(chunk.subarray(pos + lf + 1));
+          this.#line(chunk, pos + from, pos + end, text, pos);
+        } else {
+          // A line that began in an earlier window: join it once, now that it is complete.
+          this.#partial = '';
+          let line = partial + text.slice(from, lf);
+          if (line.charCodeAt(line.length - 1) === CR) line = line.slice(0, -1);
+          if (line === '') return this.#finish(chunk.subarray(pos + lf + 1));
+          this.#line(Buffer.from(line, 'latin1'), 0, line.length, line, 0);
+        }
+        from = lf + 1;
+      }
+      // Keep the unfinished line; string concatenation makes a rope, so no byte is copied twice.
+      if (from < text.length) this.#partial += from === 0 ? text : text.slice(from);
+      // The head still needs an LF, so this many bytes without one can never fit.
+      if (this.#consumed + this.#partial.length >= max) throw new ResponseHeadTooLargeError(max);
+      pos = stop;
+      window *= 2;
+    }
+    return null;
+  }
+
+  /**
+   * Parses one header line: `bytes[start, end)`, line ending excluded, whose latin1 text is
+   * `text[start - shift, end - shift)`. Bytes are checked in the buffer; strings are only sliced.
+   */
+  #line(bytes: Buffer, start: number, end: number, text: string, shift: number): void {
+    const lineNo = ++this.#lineNo;
+    const c0 = bytes[start]!;
+    if (isOws(c0)) {
+      throw new ResponseHeaderError(`line ${lineNo} is an obs-fold continuation (RFC 9112 §5.2)`);
+    }
+    if (lineNo === 1 && c0 === 0x48 && text.startsWith('HTTP/', start - shift)) {
+      this.#statusLine(text.slice(start - shift, end - shift));
+      return;
+    }
+    let colon = start;
+    while (colon < end && TCHAR[bytes[colon]!] === 1) colon++;
+    if (colon === end || bytes[colon] !== COLON) throw nameError(bytes, colon, end, lineNo);
+    if (colon === start) throw new ResponseHeaderError(`line ${lineNo} has an empty field name`);
+    let from = colon + 1;
+    for (let i = from; i < end; i++) {
+      if (FIELD_CHAR[bytes[i]!] !== 1) {
+        throw new ResponseHeaderError(
+          `line ${lineNo}: byte 0x${hex(bytes[i]!)} is not allowed in a value`,
+        );
+      }
+    }
+    while (from < end && isOws(bytes[from]!)) from++;
+    while (end > from && isOws(bytes[end - 1]!)) end--;
+    this.#field(
+      text.slice(start - shift, colon - shift).toLowerCase(),
+      text.slice(from - shift, end - shift),
+    );
+  }
+
+  #field(name: string, value: string): void {
+    const headers = this.#headers;
+    switch (KIND.get(name)) {
+      case undefined:
+        break;
+      case STATUS:
+        if (this.#nph) throw new ResponseStatusError('Status header after an NPH status line');
+        if (this.#hasStatus) throw new ResponseStatusError('duplicate Status header');
+        this.#hasStatus = true;
+        this.#status(value, 'Status');
+        return;
+      case SET_COOKIE: {
+        const prev = headers['set-cookie'];
+        if (prev === undefined) headers['set-cookie'] = [value];
+        else (prev as string[]).push(value);
+        return;
+      }
+      case CONTENT_LENGTH:
+        if (!isContentLength(value)) {
+          throw new ResponseHeaderError(`Content-Length ${quote(value)} is not a decimal number`);
+        }
+        if (this.#contentLength !== undefined) {
+          if (value !== this.#contentLength) {
+            throw new ResponseHeaderError('Content-Length values differ (RFC 9110 §8.6)');
+          }
+          return;
+        }
+        this.#contentLength = value;
+        break;
+      case LOCATION:
+        this.#hasLocation = true;
+        break;
+      case CONNECTION:
+        this.#connection = this.#connection === undefined ? value : `${this.#connection},${value}`;
+        this.#dropHopByHop(name);
+        return;
+      default:
+        this.#dropHopByHop(name);
+        return;
+    }
+    const prev = headers[name];
+    headers[name] = prev === undefined ? value : `${prev as string}, ${value}`;
+  }
+
+  #dropHopByHop(name: string): void {
+    if (!this.#hopByHop.includes(name)) this.#hopByHop.push(name);
+  }
+
+  /** `HTTP-version SP status-code SP [reason-phrase]` (RFC 9112 §4); only HTTP/1.0 and 1.1. */
+  #statusLine(line: string): void {
+    for (let i = 0; i < line.length; i++) {
+      const c = line.charCodeAt(i);
+      if (FIELD_CHAR[c] !== 1) {
+        throw new ResponseStatusError(`byte 0x${hex(c)} in the NPH status line`);
+      }
+    }
+    if (!line.startsWith('HTTP/1.1 ') && !line.startsWith('HTTP/1.0 ')) {
+      throw new ResponseStatusError(`unsupported NPH status line ${quote(line)}`);
+    }
+    let stop = line.length;
+    while (stop > 9 && isOws(line.charCodeAt(stop - 1))) stop--;
+    this.#nph = true;
+    this.#status(line.slice(9, stop), 'NPH status');
+  }
+
+  /** Exactly three digits in 200..599, then nothing or whitespace and a reason phrase. */
+  #status(text: string, source: string): void {
+    const a = text.charCodeAt(0);
+    const b = text.charCodeAt(1);
+    const c = text.charCodeAt(2);
+    if (
+      !isDigit(a) ||
+      !isDigit(b) ||
+      !isDigit(c) ||
+      (text.length > 3 && !isOws(text.charCodeAt(3)))
+    ) {
+      throw new ResponseStatusError(`${source} ${quote(text)} is not a 3-digit code`);
+    }
+    const code = (a - ZERO) * 100 + (b - ZERO) * 10 + (c - ZERO);
+    if (code < 200 || code > 599) {
+      throw new ResponseStatusError(`${source} ${code} is not a final status (200..599)`);
+    }
+    let start = 3;
+    while (start < text.length && isOws(text.charCodeAt(start))) start++;
+    this.#statusCode = code;
+    this.#statusMessage = text.slice(start);
+  }
+
+  #finish(rest: Buffer): CgiResponseHead {
+    this.#rest = rest.length === 0 ? EMPTY : rest;
+    const headers = this.#headers;
+    const hopByHop = this.#hopByHop;
+    if (this.#connection !== undefined) {
+      for (const name of connectionOptions(this.#connection)) {
+        if (Object.hasOwn(headers, name)) {
+          delete headers[name];
+          if (!hopByHop.includes(name)) hopByHop.push(name);
+        }
+      }
+    }
+    let statusCode = this.#statusCode;
+    let statusMessage = this.#statusMessage;
+    if (statusCode === 0) {
+      statusCode = this.#hasLocation ? 302 : 200;
+      statusMessage = this.#hasLocation ? 'Found' : '';
+    }
+    const head: CgiResponseHead = { statusCode, statusMessage, headers, hopByHop, nph: this.#nph };
+    this.#head = head;
+    return head;
+  }
+}
+
+/** Why the name scan stopped at `bytes[i]`: no colon at all, whitespace before it, or a bad byte. */
+function nameError(bytes: Buffer, i: number, end: number, lineNo: number): ScgiError {
+  let j = i;
+  while (j < end && isOws(bytes[j]!)) j++;
+  if (j > i && j < end && bytes[j] === COLON) {
+    return new ResponseHeaderError(
+      `line ${lineNo} has whitespace before the colon (RFC 9112 §5.1)`,
+    );
+  }
+  const colon = bytes.indexOf(COLON, i);
+  if (i === end || colon === -1 || colon >= end) {
+    return new ResponseHeaderError(`line ${lineNo} has no colon`);
+  }
+  return new ResponseHeaderError(
+    `line ${lineNo}: byte 0x${hex(bytes[i]!)} is not allowed in a name`,
+  );
+}
+
+function hex(c: number): string {
+  return c.toString(16).padStart(2, '0');
+}
+
+/** `1*DIGIT`, at most 15 digits so the number stays a safe integer. */
+function isContentLength(value: string): boolean {
+  if (value.length === 0 || value.length > 15) return false;
+  for (let i = 0; i < value.length; i++) if (!isDigit(value.charCodeAt(i))) return false;
+  return true;
+}
+
+/**
+ * One-shot form of {@link CgiResponseParser}: parses the head at the start of `buf`.
+ * Returns the head and the bytes after it, or null when `buf` holds no complete head yet.
+ * Throws like {@link CgiResponseParser.push}.
+ */
+export function parseCgiResponseHead(
+  buf: Buffer,
+  options?: CgiResponseParserOptions,
+): { head: CgiResponseHead; rest: Buffer } | null {
+  const parser = new CgiResponseParser(options);
+  const head = parser.push(buf);
+  return head === null ? null : { head, rest: parser.rest };
+}

@@ -1,0 +1,424 @@
+/**
+ * One request/response exchange with an SCGI backend, over one connection (SCGI has no
+ * keep-alive). Full duplex: the response is read while the request body is still being
+ * written, so an app that streams its answer during a large upload never deadlocks (nginx
+ * writes the whole body first and does).
+ *
+ * Failure rules (DESIGN.md "Data flow" step 8): before the response head, the promise rejects
+ * with a typed error the adapter turns into 502/504/413/400; after it, the body stream is
+ * destroyed with a typed error, and the adapter destroys the client connection so a truncated
+ * body never looks complete.
+ */
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { CgiResponseParser } from './cgi-response.js';
+import {
+  HeadersTimeoutError,
+  IdleTimeoutError,
+  RequestAbortedError,
+  type ScgiError,
+  UpstreamBodyError,
+  UpstreamClosedError,
+  UpstreamResetError,
+} from './errors.js';
+import type { ResolvedProxyOptions } from './options.js';
+import type { SpooledBody } from './spool.js';
+import type { CgiResponseHead, ResponseHeaders } from './types.js';
+
+/** What the exchange sends after the head. */
+export type ExchangeBody =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'buffer'; readonly data: Buffer }
+  | { readonly kind: 'stream'; readonly stream: Readable; readonly length: number }
+  | { readonly kind: 'spooled'; readonly spool: SpooledBody };
+
+/** Timings in milliseconds since the exchange started. */
+export interface ScgiTimings {
+  connect: number;
+  head: number;
+  total: number;
+}
+
+/** The backend's answer, once its head has arrived. */
+export interface ScgiResponse {
+  readonly statusCode: number;
+  /** The backend's reason phrase, "" when it sent none. */
+  readonly statusMessage: string;
+  readonly headers: ResponseHeaders;
+  /** The response body; empty and ended for HEAD requests and 204/304 responses. */
+  readonly body: Readable;
+  /** Canonical address of the backend (for logs; never put it in a client response). */
+  readonly upstream: string;
+  readonly timings: ScgiTimings;
+}
+
+class UpstreamBody extends Readable {
+  readonly #exchange: Exchange;
+  constructor(exchange: Exchange) {
+    super({ highWaterMark: 64 * 1024 });
+    this.#exchange = exchange;
+  }
+  override _read(): void {
+    this.#exchange.resumeSocket();
+  }
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.#exchange.bodyDestroyed();
+    callback(err);
+  }
+}
+
+const enum State {
+  Connecting = 0,
+  AwaitHead = 1,
+  Body = 2,
+  Done = 3,
+}
+
+export class Exchange {
+  readonly #opts: ResolvedProxyOptions;
+  readonly #head: Buffer;
+  readonly #reqBody: ExchangeBody;
+  readonly #noResponseBody: boolean;
+  readonly #signal: AbortSignal | undefined;
+  readonly #started = performance.now();
+  readonly #timings: ScgiTimings = { connect: -1, head: -1, total: -1 };
+  #state = State.Connecting;
+  #socket: Socket | null = null;
+  #parser: CgiResponseParser;
+  #body: UpstreamBody | null = null;
+  #remaining = -1;
+  #headersTimer: NodeJS.Timeout | null = null;
+  #bodySource: Readable | null = null;
+  #requestSent = false;
+  #resolve!: (res: ScgiResponse) => void;
+  #reject!: (err: ScgiError) => void;
+  readonly promise: Promise<ScgiResponse>;
+
+  constructor(
+    opts: ResolvedProxyOptions,
+    head: Buffer,
+    body: ExchangeBody,
+    noResponseBody: boolean,
+    signal: AbortSignal | undefined,
+  ) {
+    this.#opts = opts;
+    this.#head = head;
+    this.#reqBody = body;
+    this.#noResponseBody = noResponseBody;
+    this.#signal = signal;
+    this.#parser = new CgiResponseParser({ maxHeadSize: opts.maxHeadSize });
+    this.promise = new Promise<ScgiResponse>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  start(): Promise<ScgiResponse> {
+    if (this.#signal?.aborted) {
+      this.#fail(new RequestAbortedError('aborted before connect'));
+      return this.promise;
+    }
+    this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
+    this.#opts.connector(
+      this.#opts.upstream,
+      { timeout: this.#opts.connectTimeout },
+      (err, socket) => {
+        if (this.#state === State.Done) {
+          socket?.destroy();
+          return;
+        }
+        if (err !== null || socket === null) {
+          this.#fail(err ?? new UpstreamResetError('no socket'));
+          return;
+        }
+        this.#connected(socket);
+      },
+    );
+    return this.promise;
+  }
+
+  #connected(socket: Socket): void {
+    this.#timings.connect = performance.now() - this.#started;
+    this.#socket = socket;
+    this.#state = State.AwaitHead;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onClose);
+    socket.on('timeout', this.#onTimeout);
+    if (this.#opts.idleTimeout > 0) socket.setTimeout(this.#opts.idleTimeout);
+
+    const body = this.#reqBody;
+    socket.cork();
+    socket.write(this.#head);
+    switch (body.kind) {
+      case 'none':
+        socket.uncork();
+        this.#sent();
+        break;
+      case 'buffer':
+        socket.write(body.data);
+        socket.uncork();
+        this.#sent();
+        break;
+      case 'spooled':
+        if (body.spool.chunks !== null) {
+          for (const c of body.spool.chunks) socket.write(c);
+          socket.uncork();
+          this.#sent();
+        } else {
+          socket.uncork();
+          this.#pump(body.spool.openStream(), body.spool.length, false);
+        }
+        break;
+      case 'stream':
+        socket.uncork();
+        this.#pump(body.stream, body.length, true);
+        break;
+    }
+  }
+
+  /** Copies a body stream to the socket with backpressure, checking its length. */
+  #pump(source: Readable, length: number, fromClient: boolean): void {
+    const socket = this.#socket!;
+    let sent = 0;
+    this.#bodySource = source;
+    const onData = (chunk: Buffer) => {
+      sent += chunk.length;
+      if (sent > length) {
+        this.#failAny(new RequestAbortedError('request body longer than its Content-Length'));
+        return;
+      }
+      if (!socket.write(chunk)) source.pause();
+    };
+    const onDrain = () => source.resume();
+    const detach = () => {
+      source.removeListener('data', onData);
+      source.removeListener('end', onEnd);
+      source.removeListener('error', onSourceError);
+      source.removeListener('close', onSourceClose);
+      socket.removeListener('drain', onDrain);
+      this.#bodySource = null;
+    };
+    const onEnd = () => {
+      detach();
+      if (sent !== length) {
+        this.#failAny(new RequestAbortedError(`request body ended after ${sent} of ${length} bytes`));
+        return;
+      }
+      if (!fromClient) source.destroy();
+      this.#sent();
+    };
+    const onSourceError = (err: Error) => {
+      detach();
+      this.#failAny(
+        fromClient
+          ? new RequestAbortedError(err.message, { cause: err })
+          : new UpstreamResetError(`reading the spooled body failed: ${err.message}`, { cause: err }),
+      );
+    };
+    const onSourceClose = () => {
+      if (!source.readableEnded) onSourceError(new Error('connection closed during upload'));
+    };
+    this.#detachSource = () => {
+      detach();
+      if (!fromClient) source.destroy();
+    };
+    source.on('data', onData);
+    source.on('end', onEnd);
+    source.on('error', onSourceError);
+    source.on('close', onSourceClose);
+    socket.on('drain', onDrain);
+    source.resume();
+  }
+
+  #detachSource: (() => void) | null = null;
+
+  /** The whole request is written: the response head timer starts now (as undici's headersTimeout). */
+  #sent(): void {
+    this.#requestSent = true;
+    if (this.#state === State.AwaitHead && this.#opts.headersTimeout > 0) {
+      this.#headersTimer = setTimeout(this.#onHeadersTimeout, this.#opts.headersTimeout);
+    }
+  }
+
+  readonly #onHeadersTimeout = () => {
+    this.#headersTimer = null;
+    this.#fail(new HeadersTimeoutError(this.#opts.headersTimeout));
+  };
+
+  readonly #onTimeout = () => {
+    // A client that does not read makes us pause the socket: that is not the backend's fault.
+    if (this.#state === State.Body && this.#socket?.isPaused()) {
+      this.#socket.setTimeout(this.#opts.idleTimeout);
+      return;
+    }
+    this.#failAny(new IdleTimeoutError(this.#opts.idleTimeout));
+  };
+
+  readonly #onAbort = () => {
+    this.#failAny(new RequestAbortedError('the client went away'));
+  };
+
+  readonly #onData = (chunk: Buffer) => {
+    if (this.#state === State.AwaitHead) {
+      let head: CgiResponseHead | null;
+      try {
+        head = this.#parser.push(chunk);
+      } catch (err) {
+        this.#fail(err as ScgiError);
+        return;
+      }
+      if (head !== null) this.#gotHead(head);
+      return;
+    }
+    if (this.#state === State.Body) this.#pushBody(chunk);
+    // State.Done: bytes past a Content-Length or after a no-body response are dropped.
+  };
+
+  #gotHead(head: CgiResponseHead): void {
+    if (this.#headersTimer !== null) {
+      clearTimeout(this.#headersTimer);
+      this.#headersTimer = null;
+    }
+    this.#timings.head = performance.now() - this.#started;
+    const body = new UpstreamBody(this);
+    this.#body = body;
+    this.#state = State.Body;
+    const status = head.statusCode;
+    const noBody = this.#noResponseBody || status === 204 || status === 304;
+    const cl = head.headers['content-length'];
+    if (noBody) {
+      this.#remaining = 0;
+    } else if (typeof cl === 'string') {
+      this.#remaining = Number(cl);
+    }
+    this.#resolve({
+      statusCode: status,
+      statusMessage: head.statusMessage,
+      headers: head.headers,
+      body,
+      upstream: this.#opts.upstream.label,
+      timings: this.#timings,
+    });
+    const rest = this.#parser.rest;
+    if (this.#remaining === 0) {
+      this.#finishBody();
+    } else if (rest.length > 0) {
+      this.#pushBody(rest);
+    }
+  }
+
+  #pushBody(chunk: Buffer): void {
+    const body = this.#body!;
+    let done = false;
+    if (this.#remaining >= 0) {
+      if (chunk.length >= this.#remaining) {
+        // Bytes past the backend's Content-Length are dropped (DESIGN.md, Response rules).
+        chunk = chunk.subarray(0, this.#remaining);
+        this.#remaining = 0;
+        done = true;
+      } else {
+        this.#remaining -= chunk.length;
+      }
+    }
+    if (chunk.length > 0 && !body.push(chunk)) this.#socket?.pause();
+    if (done) this.#finishBody();
+  }
+
+  #finishBody(): void {
+    this.#state = State.Done;
+    this.#body!.push(null);
+    this.#timings.total = performance.now() - this.#started;
+    this.#release();
+  }
+
+  resumeSocket(): void {
+    if (this.#state === State.Body) this.#socket?.resume();
+  }
+
+  /** The consumer destroyed the body (client gone, or done with it): drop the backend at once. */
+  bodyDestroyed(): void {
+    if (this.#state !== State.Done) {
+      this.#state = State.Done;
+      this.#release();
+    }
+  }
+
+  readonly #onEnd = () => {
+    if (this.#state === State.AwaitHead) {
+      this.#fail(new UpstreamClosedError());
+    } else if (this.#state === State.Body) {
+      if (this.#remaining > 0) {
+        this.#failBody(
+          new UpstreamBodyError(`connection closed with ${this.#remaining} bytes of Content-Length missing`),
+        );
+      } else {
+        this.#finishBody();
+      }
+    }
+  };
+
+  readonly #onError = (err: NodeJS.ErrnoException) => {
+    if (this.#state === State.AwaitHead) {
+      this.#fail(new UpstreamResetError(err.code ?? err.message, { cause: err }));
+    } else if (this.#state === State.Body) {
+      this.#failBody(new UpstreamBodyError(err.code ?? err.message, { cause: err }));
+    }
+  };
+
+  readonly #onClose = () => {
+    if (this.#state === State.AwaitHead) this.#fail(new UpstreamClosedError());
+    else if (this.#state === State.Body) this.#onEnd();
+  };
+
+  /** Fails in whatever state: before the head the promise rejects, after it the body errors. */
+  #failAny(err: ScgiError): void {
+    if (this.#state === State.Body) this.#failBody(err);
+    else this.#fail(err);
+  }
+
+  /** Failure before the head: reject the promise. */
+  #fail(err: ScgiError): void {
+    if (this.#state === State.Done || this.#state === State.Body) return;
+    this.#state = State.Done;
+    (err as ScgiError & { upstream?: string }).upstream = this.#opts.upstream.label;
+    this.#release();
+    this.#reject(err);
+  }
+
+  /** Failure after the head: the body stream errors (the adapter destroys the client side). */
+  #failBody(err: ScgiError): void {
+    if (this.#state !== State.Body) return;
+    this.#state = State.Done;
+    (err as ScgiError & { upstream?: string }).upstream = this.#opts.upstream.label;
+    this.#release();
+    this.#body!.destroy(err);
+  }
+
+  /** Frees everything the exchange holds: socket, timers, listeners, spool file. */
+  #release(): void {
+    if (this.#headersTimer !== null) {
+      clearTimeout(this.#headersTimer);
+      this.#headersTimer = null;
+    }
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    if (this.#detachSource !== null) {
+      this.#detachSource();
+      this.#detachSource = null;
+    }
+    const socket = this.#socket;
+    if (socket !== null) {
+      socket.setTimeout(0);
+      socket.removeListener('timeout', this.#onTimeout);
+      // Keep an 'error' listener: a late EPIPE/ECONNRESET must not crash the process.
+      socket.removeListener('data', this.#onData);
+      socket.removeListener('end', this.#onEnd);
+      socket.removeListener('close', this.#onClose);
+      socket.destroy();
+    }
+    if (this.#reqBody.kind === 'spooled') this.#reqBody.spool.dispose();
+    if (this.#timings.total < 0) this.#timings.total = performance.now() - this.#started;
+    void this.#requestSent;
+  }
+}

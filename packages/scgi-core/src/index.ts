@@ -1,0 +1,16 @@
+export * from './address.js';
+export * from './body-encode.js';
+export * from './cgi-env.js';
+export * from './cgi-response.js';
+export * from './connect.js';
+export * from './errors.js';
+export type { ExchangeBody, ScgiResponse, ScgiTimings } from './exchange.js';
+export * from './hop-by-hop.js';
+export * from './netstring.js';
+export * from './options.js';
+export * from './proxy.js';
+export * from './request-path.js';
+export * from './scgi-head.js';
+export * from './server.js';
+export { liveSpoolFiles, SpooledBody, type SpoolOptions, spoolBody } from './spool.js';
+export type * from './types.js';
