@@ -46,7 +46,11 @@ export interface ExpressScgiOptions extends ScgiProxyOptions {
   ) => undefined | boolean | Promise<undefined | boolean>;
 }
 
-export type ScgiMiddleware = ((req: ExpressLikeRequest, res: ServerResponse, next: NextFunction) => void) & {
+export type ScgiMiddleware = ((
+  req: ExpressLikeRequest,
+  res: ServerResponse,
+  next: NextFunction,
+) => void) & {
   /** The scgi-core engine behind this middleware. */
   readonly proxy: ScgiProxy;
 };
@@ -63,9 +67,11 @@ function bodyWasRead(req: ExpressLikeRequest): boolean {
  * SCRIPT_NAME is the path the middleware is mounted at (`req.baseUrl`).
  */
 export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
-  if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
+  if (options === null || typeof options !== 'object')
+    throw new InvalidOptionError('options', 'must be an object');
   for (const k of ['rewriteEnv', 'onResponse'] as const) {
-    if (options[k] !== undefined && typeof options[k] !== 'function') throw new InvalidOptionError(k, 'must be a function');
+    if (options[k] !== undefined && typeof options[k] !== 'function')
+      throw new InvalidOptionError(k, 'must be a function');
   }
   if (options.respondOnError !== undefined && typeof options.respondOnError !== 'boolean') {
     throw new InvalidOptionError('respondOnError', 'must be a boolean');
@@ -75,7 +81,12 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
   const proxy = new ScgiProxy(core as unknown as ScgiProxyOptions);
   const { respondOnError = false, rewriteEnv, onResponse } = options;
 
-  const fail = (err: ScgiError, req: ExpressLikeRequest, res: ServerResponse, next: NextFunction) => {
+  const fail = (
+    err: ScgiError,
+    req: ExpressLikeRequest,
+    res: ServerResponse,
+    next: NextFunction,
+  ) => {
     if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
@@ -87,7 +98,10 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
     }
     const status = typeof err.statusCode === 'number' ? err.statusCode : 502;
     const payload = JSON.stringify({ statusCode: status, code: err.code, message: err.message });
-    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(payload) });
+    res.writeHead(status, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(payload),
+    });
     res.end(req.method === 'HEAD' ? undefined : payload);
   };
 
@@ -109,15 +123,18 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
         res,
         rewriteEnv: rewriteEnv === undefined ? undefined : (env) => rewriteEnv(env, req),
       })
-      .then(async (response) => {
-        res.statusCode = response.statusCode;
-        if (response.statusMessage !== '') res.statusMessage = response.statusMessage;
-        for (const name in response.headers) res.setHeader(name, response.headers[name]!);
-        if (onResponse !== undefined && (await onResponse(req, res, response)) === false) return;
-        // pipeline destroys `res` when the backend body fails: the client sees a cut
-        // connection, never a clean end of a truncated body.
-        pipeline(response.body, res, () => {});
-      }, (err: ScgiError) => fail(err, req, res, next))
+      .then(
+        async (response) => {
+          res.statusCode = response.statusCode;
+          if (response.statusMessage !== '') res.statusMessage = response.statusMessage;
+          for (const name in response.headers) res.setHeader(name, response.headers[name]!);
+          if (onResponse !== undefined && (await onResponse(req, res, response)) === false) return;
+          // pipeline destroys `res` when the backend body fails: the client sees a cut
+          // connection, never a clean end of a truncated body.
+          pipeline(response.body, res, () => {});
+        },
+        (err: ScgiError) => fail(err, req, res, next),
+      )
       .catch((err: Error) => fail(err as ScgiError, req, res, next));
   };
   return Object.assign(middleware, { proxy });

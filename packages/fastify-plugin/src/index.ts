@@ -43,7 +43,11 @@ export interface FastifyScgiOptions extends ScgiProxyOptions {
    * Sees the backend's response head before it is sent; may change `reply` (status, headers),
    * or send something else itself (then it must consume or destroy `response.body`).
    */
-  onResponse?: (request: FastifyRequest, reply: FastifyReply, response: ScgiResponse) => void | Promise<void>;
+  onResponse?: (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    response: ScgiResponse,
+  ) => void | Promise<void>;
   /**
    * Handles a failure before the response head (502/503/504/413/400 errors). Default: the
    * error goes to Fastify's error handler, with its `statusCode` and `code`.
@@ -80,7 +84,10 @@ type RawWithUrl = { [kOriginalUrl]?: string; url?: string };
 function checkPrefix(prefix: unknown): string {
   if (prefix === undefined || prefix === '' || prefix === '/') return '';
   if (typeof prefix !== 'string' || !prefix.startsWith('/') || prefix.endsWith('/')) {
-    throw new InvalidOptionError('prefix', 'must be "" or start with "/" and not end with "/", e.g. "/app"');
+    throw new InvalidOptionError(
+      'prefix',
+      'must be "" or start with "/" and not end with "/", e.g. "/app"',
+    );
   }
   if (/[?#%*:\s]/.test(prefix)) {
     throw new InvalidOptionError('prefix', 'must be a plain path without ?, #, %, *, : or spaces');
@@ -106,7 +113,10 @@ function badlyEncoded(url: string): boolean {
   }
 }
 
-async function fastifyScgiPlugin(fastify: FastifyInstance, options: FastifyScgiOptions): Promise<void> {
+async function fastifyScgiPlugin(
+  fastify: FastifyInstance,
+  options: FastifyScgiOptions,
+): Promise<void> {
   const prefix = checkPrefix(options.prefix);
   checkHook('rewriteEnv', options.rewriteEnv);
   checkHook('onResponse', options.onResponse);
@@ -114,7 +124,11 @@ async function fastifyScgiPlugin(fastify: FastifyInstance, options: FastifyScgiO
   const core: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) if (!ADAPTER_KEYS.has(k)) core[k] = v;
   const proxy = new ScgiProxy(core as unknown as ScgiProxyOptions);
-  const defaults = { rewriteEnv: options.rewriteEnv, onResponse: options.onResponse, onError: options.onError };
+  const defaults = {
+    rewriteEnv: options.rewriteEnv,
+    onResponse: options.onResponse,
+    onError: options.onError,
+  };
 
   if (!fastify.hasDecorator('scgiProxy')) fastify.decorate('scgiProxy', proxy);
   else fastify.scgiProxy = proxy;
@@ -124,7 +138,11 @@ async function fastifyScgiPlugin(fastify: FastifyInstance, options: FastifyScgiO
     });
   }
 
-  const sendScgi = (reply: FastifyReply, config: RouteConfig | undefined, opts: ReplyScgiOptions = {}) => {
+  const sendScgi = (
+    reply: FastifyReply,
+    config: RouteConfig | undefined,
+    opts: ReplyScgiOptions = {},
+  ) => {
     const request = reply.request;
     const engine = config?.scgiProxy ?? proxy;
     const hooks = config?.scgiHooks ?? defaults;
@@ -235,4 +253,4 @@ interface RouteConfig {
 /** The Fastify plugin. `app.register(fastifyScgi, { upstream, prefix })`. */
 export const fastifyScgi = fp(fastifyScgiPlugin, { fastify: '5.x', name: 'fastify-scgi' });
 export default fastifyScgi;
-export type { ScgiResponse, EnvPair, ScgiError };
+export type { EnvPair, ScgiError, ScgiResponse };

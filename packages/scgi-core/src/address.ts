@@ -24,7 +24,8 @@ export function parseAddress(input: string): UpstreamAddress {
     if (path.length === 0) throw new InvalidAddressError(input, 'empty socket path');
     return Object.freeze({ kind: 'unix', path, label: `unix:${path}` });
   }
-  if (input.startsWith('/')) return Object.freeze({ kind: 'unix', path: input, label: `unix:${input}` });
+  if (input.startsWith('/'))
+    return Object.freeze({ kind: 'unix', path: input, label: `unix:${input}` });
 
   let host: string;
   let portText: string;
@@ -38,10 +39,12 @@ export function parseAddress(input: string): UpstreamAddress {
     if (isIP(host) !== 6) throw new InvalidAddressError(input, 'not an IPv6 address in brackets');
   } else {
     const colon = input.lastIndexOf(':');
-    if (colon <= 0) throw new InvalidAddressError(input, 'expected unix:/path, /path, host:port or [ipv6]:port');
+    if (colon <= 0)
+      throw new InvalidAddressError(input, 'expected unix:/path, /path, host:port or [ipv6]:port');
     host = input.slice(0, colon);
     portText = input.slice(colon + 1);
-    if (host.includes(':')) throw new InvalidAddressError(input, 'an IPv6 host needs brackets: [::1]:port');
+    if (host.includes(':'))
+      throw new InvalidAddressError(input, 'an IPv6 host needs brackets: [::1]:port');
   }
   if (!/^[0-9]{1,5}$/.test(portText)) throw new InvalidAddressError(input, 'port is not a number');
   const port = Number(portText);

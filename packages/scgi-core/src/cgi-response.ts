@@ -4,12 +4,10 @@
  * the first empty line. We hold to what nginx and Apache accept, minus their leniencies that a
  * proxy should not pass on (obs-fold, control characters, whitespace before the colon).
  *
- * Cost model (it runs on every proxied response): bytes are validated in place with 256-entry
- * tables, the head is decoded once as latin1 (1 byte = 1 char, so string offsets are byte
- * offsets) and names and values are slices of that string. The scan keeps its offset across
- * chunks and only the unfinished line is kept between them, so a head split into any number of
- * chunks costs one pass; when the whole head is in the first chunk nothing is copied but the
- * decode.
+ * It runs on every proxied response: bytes are checked in place against 256-entry tables, the
+ * head is decoded once as latin1 (1 byte = 1 char, so string offsets are byte offsets), names and
+ * values are slices of that string, and the scan offset survives chunk boundaries (only the
+ * unfinished line is kept), so any split costs one pass.
  */
 import {
   InvalidOptionError,
@@ -40,7 +38,6 @@ const FIRST_WINDOW = 1024;
 const HTAB = 0x09;
 const CR = 0x0d;
 const SP = 0x20;
-const ZERO = 0x30;
 const COLON = 0x3a;
 
 // Fields that need more than "store, or join with the previous value": one hash lookup per field.
@@ -68,21 +65,54 @@ const KIND = new Map<string, number>([
 const HeadersObject = function HeadersObject() {} as unknown as new () => ResponseHeaders;
 HeadersObject.prototype = Object.create(null);
 
+const table = (ok: (c: number) => boolean) => Uint8Array.from({ length: 256 }, (_, c) => +ok(c));
 /** `tchar` of RFC 9110 §5.6.2: the bytes allowed in a field name. */
-const TCHAR = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
-for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
-for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1;
-for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
+const TCHAR = table(
+  (c) =>
+    (c >= 0x30 && c <= 0x39) ||
+    ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x7a) ||
+    "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c)),
+);
+/** `field-content` of RFC 9110 §5.5: HTAB, SP, VCHAR, obs-text; no other CTL (NUL, CR, DEL...). */
+const FIELD_CHAR = table((c) => c === HTAB || (c >= 0x20 && c !== 0x7f));
 
-/** `field-content` of RFC 9110 §5.5: HTAB, SP, VCHAR, obs-text. Every other CTL (NUL, CR, DEL...) is refused. */
-const FIELD_CHAR = new Uint8Array(256);
-FIELD_CHAR[HTAB] = 1;
-for (let c = 0x20; c <= 0x7e; c++) FIELD_CHAR[c] = 1;
-for (let c = 0x80; c <= 0xff; c++) FIELD_CHAR[c] = 1;
+/**
+ * Common response field names (only `[a-z0-9-]`), by length. A name found here is matched on its
+ * bytes and used as an interned constant: no slice, no `toLowerCase`, and a fast property key.
+ * undici keeps a tree of well-known header names for the same reason.
+ */
+const KNOWN_NAMES: (string[] | undefined)[] = [];
+for (const name of [
+  ...KIND.keys(),
+  ...`content-type cache-control date server vary etag expires last-modified x-frame-options pragma
+    content-encoding content-disposition content-language age accept-ranges link www-authenticate
+    x-content-type-options access-control-allow-origin strict-transport-security x-powered-by
+    content-security-policy referrer-policy`.split(/\s+/),
+]) {
+  const list = KNOWN_NAMES[name.length];
+  if (list === undefined) KNOWN_NAMES[name.length] = [name];
+  else list.push(name);
+}
+
+function knownName(bytes: Buffer, start: number, end: number): string | undefined {
+  const names = KNOWN_NAMES[end - start];
+  if (names === undefined) return undefined;
+  next: for (const name of names) {
+    for (let i = 0; i < name.length; i++) {
+      // `| 0x20` lower-cases a letter; the bytes are tchar, so no other byte can match `[a-z0-9-]`.
+      if ((bytes[start + i]! | 0x20) !== name.charCodeAt(i)) continue next;
+    }
+    return name;
+  }
+  return undefined;
+}
 
 const isOws = (c: number): boolean => c === SP || c === HTAB;
-const isDigit = (c: number): boolean => c >= ZERO && c <= 0x39;
+// Regexes only for what comes once per response, never per line.
+const STATUS_VALUE = /^[0-9]{3}(?:[ \t]|$)/;
+const LEADING_OWS = /^[ \t]+/;
+/** `1*DIGIT` (RFC 9110 §8.6), at most 15 digits so the number stays a safe integer. */
+const CONTENT_LENGTH_VALUE = /^[0-9]{1,15}$/;
 
 /** A short, escaped excerpt of backend text for an error message (never raw bytes into logs). */
 function quote(text: string): string {
@@ -234,10 +264,9 @@ export class CgiResponseParser {
     }
     while (from < end && isOws(bytes[from]!)) from++;
     while (end > from && isOws(bytes[end - 1]!)) end--;
-    this.#field(
-      text.slice(start - shift, colon - shift).toLowerCase(),
-      text.slice(from - shift, end - shift),
-    );
+    const name =
+      knownName(bytes, start, colon) ?? text.slice(start - shift, colon - shift).toLowerCase();
+    this.#field(name, text.slice(from - shift, end - shift));
   }
 
   #field(name: string, value: string): void {
@@ -258,7 +287,7 @@ export class CgiResponseParser {
         return;
       }
       case CONTENT_LENGTH:
-        if (!isContentLength(value)) {
+        if (!CONTENT_LENGTH_VALUE.test(value)) {
           throw new ResponseHeaderError(`Content-Length ${quote(value)} is not a decimal number`);
         }
         if (this.#contentLength !== undefined) {
@@ -307,25 +336,15 @@ export class CgiResponseParser {
 
   /** Exactly three digits in 200..599, then nothing or whitespace and a reason phrase. */
   #status(text: string, source: string): void {
-    const a = text.charCodeAt(0);
-    const b = text.charCodeAt(1);
-    const c = text.charCodeAt(2);
-    if (
-      !isDigit(a) ||
-      !isDigit(b) ||
-      !isDigit(c) ||
-      (text.length > 3 && !isOws(text.charCodeAt(3)))
-    ) {
+    if (!STATUS_VALUE.test(text)) {
       throw new ResponseStatusError(`${source} ${quote(text)} is not a 3-digit code`);
     }
-    const code = (a - ZERO) * 100 + (b - ZERO) * 10 + (c - ZERO);
+    const code = Number(text.slice(0, 3));
     if (code < 200 || code > 599) {
       throw new ResponseStatusError(`${source} ${code} is not a final status (200..599)`);
     }
-    let start = 3;
-    while (start < text.length && isOws(text.charCodeAt(start))) start++;
     this.#statusCode = code;
-    this.#statusMessage = text.slice(start);
+    this.#statusMessage = text.slice(3).replace(LEADING_OWS, '');
   }
 
   #finish(rest: Buffer): CgiResponseHead {
@@ -357,28 +376,17 @@ function nameError(bytes: Buffer, i: number, end: number, lineNo: number): ScgiE
   let j = i;
   while (j < end && isOws(bytes[j]!)) j++;
   if (j > i && j < end && bytes[j] === COLON) {
-    return new ResponseHeaderError(
-      `line ${lineNo} has whitespace before the colon (RFC 9112 §5.1)`,
-    );
+    return new ResponseHeaderError(`line ${lineNo}: whitespace before the colon (RFC 9112 §5.1)`);
   }
   const colon = bytes.indexOf(COLON, i);
   if (i === end || colon === -1 || colon >= end) {
     return new ResponseHeaderError(`line ${lineNo} has no colon`);
   }
-  return new ResponseHeaderError(
-    `line ${lineNo}: byte 0x${hex(bytes[i]!)} is not allowed in a name`,
-  );
+  return new ResponseHeaderError(`line ${lineNo}: byte 0x${hex(bytes[i]!)} in a field name`);
 }
 
 function hex(c: number): string {
   return c.toString(16).padStart(2, '0');
-}
-
-/** `1*DIGIT`, at most 15 digits so the number stays a safe integer. */
-function isContentLength(value: string): boolean {
-  if (value.length === 0 || value.length > 15) return false;
-  for (let i = 0; i < value.length; i++) if (!isDigit(value.charCodeAt(i))) return false;
-  return true;
 }
 
 /**

@@ -15,7 +15,11 @@ export interface ConnectOptions {
 export type ConnectCallback = (err: ScgiError | null, socket: Socket | null) => void;
 
 /** A function that opens a socket to the address and calls back once it is connected. */
-export type Connector = (address: UpstreamAddress, options: ConnectOptions, callback: ConnectCallback) => void;
+export type Connector = (
+  address: UpstreamAddress,
+  options: ConnectOptions,
+  callback: ConnectCallback,
+) => void;
 
 /**
  * The default connector: TCP (Nagle off, since the head and small bodies should leave at once)

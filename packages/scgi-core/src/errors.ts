@@ -44,7 +44,12 @@ const registry = new Map<string, ScgiErrorInfo>();
 
 function define(code: string, statusCode: number, message: string): ScgiErrorConstructor {
   registry.set(code, Object.freeze({ code, statusCode, message }));
-  return createError(code, message, statusCode, ScgiError as unknown as ErrorConstructor) as unknown as ScgiErrorConstructor;
+  return createError(
+    code,
+    message,
+    statusCode,
+    ScgiError as unknown as ErrorConstructor,
+  ) as unknown as ScgiErrorConstructor;
 }
 
 /** Every registered code with its status and message template, in definition order. */
@@ -85,11 +90,7 @@ export const HeadDuplicateError = define(
   500,
   'SCGI header %s appears more than once',
 );
-export const HeadNulError = define(
-  'SCGI_ERR_HEAD_NUL',
-  400,
-  'SCGI header %s contains a NUL byte',
-);
+export const HeadNulError = define('SCGI_ERR_HEAD_NUL', 400, 'SCGI header %s contains a NUL byte');
 export const HeadContentLengthError = define(
   'SCGI_ERR_HEAD_CONTENT_LENGTH',
   400,
@@ -107,11 +108,7 @@ export const BadPathError = define(
   400,
   'Request path is not valid for this mount: %s',
 );
-export const PathNulError = define(
-  'SCGI_ERR_PATH_NUL',
-  400,
-  'Request path decodes to a NUL byte',
-);
+export const PathNulError = define('SCGI_ERR_PATH_NUL', 400, 'Request path decodes to a NUL byte');
 export const BadRequestHeaderError = define(
   'SCGI_ERR_BAD_REQUEST_HEADER',
   400,
@@ -127,11 +124,7 @@ export const RequestAbortedError = define(
   400,
   'The client aborted the request: %s',
 );
-export const SpoolError = define(
-  'SCGI_ERR_SPOOL',
-  500,
-  'Could not spool the request body: %s',
-);
+export const SpoolError = define('SCGI_ERR_SPOOL', 500, 'Could not spool the request body: %s');
 
 // --- upstream connection and timeouts ---------------------------------------------------
 export const ConnectError = define(
@@ -188,11 +181,7 @@ export const ResponseStatusError = define(
 );
 
 // --- configuration -----------------------------------------------------------------------
-export const InvalidOptionError = define(
-  'SCGI_ERR_INVALID_OPTION',
-  500,
-  'Invalid option %s: %s',
-);
+export const InvalidOptionError = define('SCGI_ERR_INVALID_OPTION', 500, 'Invalid option %s: %s');
 export const InvalidAddressError = define(
   'SCGI_ERR_INVALID_ADDRESS',
   500,

@@ -16,6 +16,7 @@ import {
   HeadersTimeoutError,
   IdleTimeoutError,
   RequestAbortedError,
+  ResponseHeaderError,
   type ScgiError,
   UpstreamBodyError,
   UpstreamClosedError,
@@ -67,7 +68,7 @@ class UpstreamBody extends Readable {
   }
 }
 
-const enum State {
+enum State {
   Connecting = 0,
   AwaitHead = 1,
   Body = 2,
@@ -88,8 +89,6 @@ export class Exchange {
   #body: UpstreamBody | null = null;
   #remaining = -1;
   #headersTimer: NodeJS.Timeout | null = null;
-  #bodySource: Readable | null = null;
-  #requestSent = false;
   #resolve!: (res: ScgiResponse) => void;
   #reject!: (err: ScgiError) => void;
   readonly promise: Promise<ScgiResponse>;
@@ -167,43 +166,57 @@ export class Exchange {
           socket.uncork();
           this.#sent();
         } else {
-          socket.uncork();
           this.#pump(body.spool.openStream(), body.spool.length, false);
         }
         break;
       case 'stream':
-        socket.uncork();
         this.#pump(body.stream, body.length, true);
         break;
     }
   }
 
-  /** Copies a body stream to the socket with backpressure, checking its length. */
+  /**
+   * Copies a body stream to the socket with backpressure, checking its length. The socket comes
+   * corked with the head in it: the head leaves with the first body chunk, in one write as
+   * nginx's writev. A backend that answers from the head alone and closes (uWSGI, for a route
+   * that ignores the body) then already holds a small body, instead of us writing into a closed
+   * socket (EPIPE: Node destroys the socket and the answer waiting in it is lost, a false 502).
+   */
   #pump(source: Readable, length: number, fromClient: boolean): void {
     const socket = this.#socket!;
     let sent = 0;
-    this.#bodySource = source;
+    let corked = true;
+    const uncork = () => {
+      if (corked) {
+        corked = false;
+        socket.uncork();
+      }
+    };
     const onData = (chunk: Buffer) => {
       sent += chunk.length;
       if (sent > length) {
         this.#failAny(new RequestAbortedError('request body longer than its Content-Length'));
         return;
       }
-      if (!socket.write(chunk)) source.pause();
+      const more = socket.write(chunk);
+      uncork();
+      if (!more) source.pause();
     };
     const onDrain = () => source.resume();
     const detach = () => {
+      uncork();
       source.removeListener('data', onData);
       source.removeListener('end', onEnd);
       source.removeListener('error', onSourceError);
       source.removeListener('close', onSourceClose);
       socket.removeListener('drain', onDrain);
-      this.#bodySource = null;
     };
     const onEnd = () => {
       detach();
       if (sent !== length) {
-        this.#failAny(new RequestAbortedError(`request body ended after ${sent} of ${length} bytes`));
+        this.#failAny(
+          new RequestAbortedError(`request body ended after ${sent} of ${length} bytes`),
+        );
         return;
       }
       if (!fromClient) source.destroy();
@@ -214,7 +227,9 @@ export class Exchange {
       this.#failAny(
         fromClient
           ? new RequestAbortedError(err.message, { cause: err })
-          : new UpstreamResetError(`reading the spooled body failed: ${err.message}`, { cause: err }),
+          : new UpstreamResetError(`reading the spooled body failed: ${err.message}`, {
+              cause: err,
+            }),
       );
     };
     const onSourceClose = () => {
@@ -236,7 +251,6 @@ export class Exchange {
 
   /** The whole request is written: the response head timer starts now (as undici's headersTimeout). */
   #sent(): void {
-    this.#requestSent = true;
     if (this.#state === State.AwaitHead && this.#opts.headersTimeout > 0) {
       this.#headersTimer = setTimeout(this.#onHeadersTimeout, this.#opts.headersTimeout);
     }
@@ -282,12 +296,18 @@ export class Exchange {
       this.#headersTimer = null;
     }
     this.#timings.head = performance.now() - this.#started;
-    const body = new UpstreamBody(this);
-    this.#body = body;
-    this.#state = State.Body;
     const status = head.statusCode;
     const noBody = this.#noResponseBody || status === 204 || status === 304;
     const cl = head.headers['content-length'];
+    if (head.hopByHop.includes('transfer-encoding')) {
+      // A CGI body is raw bytes up to the close; PEP 3333 forbids hop-by-hop headers in WSGI.
+      // Forwarding a chunk-encoded body with the header stripped would corrupt it: refuse.
+      this.#fail(new ResponseHeaderError('Transfer-Encoding is not allowed in a CGI response'));
+      return;
+    }
+    const body = new UpstreamBody(this);
+    this.#body = body;
+    this.#state = State.Body;
     if (noBody) {
       this.#remaining = 0;
     } else if (typeof cl === 'string') {
@@ -351,7 +371,9 @@ export class Exchange {
     } else if (this.#state === State.Body) {
       if (this.#remaining > 0) {
         this.#failBody(
-          new UpstreamBodyError(`connection closed with ${this.#remaining} bytes of Content-Length missing`),
+          new UpstreamBodyError(
+            `connection closed with ${this.#remaining} bytes of Content-Length missing`,
+          ),
         );
       } else {
         this.#finishBody();
@@ -419,6 +441,5 @@ export class Exchange {
     }
     if (this.#reqBody.kind === 'spooled') this.#reqBody.spool.dispose();
     if (this.#timings.total < 0) this.#timings.total = performance.now() - this.#started;
-    void this.#requestSent;
   }
 }

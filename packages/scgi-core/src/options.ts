@@ -3,7 +3,7 @@
  * never touched). Defaults use `??` so an explicit 0 survives where 0 means "off".
  */
 import { tmpdir } from 'node:os';
-import { type UpstreamAddress, parseAddress } from './address.js';
+import { parseAddress, type UpstreamAddress } from './address.js';
 import { type CgiEnvOptions, type ResolvedCgiEnvOptions, resolveCgiEnvOptions } from './cgi-env.js';
 import { type Connector, defaultConnector } from './connect.js';
 import { InvalidOptionError } from './errors.js';
@@ -106,12 +106,18 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
   }
   if (options.upstream === undefined) throw new InvalidOptionError('upstream', 'is required');
   if (typeof options.upstream !== 'string') {
-    throw new InvalidOptionError('upstream', 'must be a string such as unix:/run/app.sock or 127.0.0.1:9000');
+    throw new InvalidOptionError(
+      'upstream',
+      'must be a string such as unix:/run/app.sock or 127.0.0.1:9000',
+    );
   }
   if (options.connector !== undefined && typeof options.connector !== 'function') {
     throw new InvalidOptionError('connector', 'must be a function');
   }
-  if (options.tmpDir !== undefined && (typeof options.tmpDir !== 'string' || options.tmpDir === '')) {
+  if (
+    options.tmpDir !== undefined &&
+    (typeof options.tmpDir !== 'string' || options.tmpDir === '')
+  ) {
     throw new InvalidOptionError('tmpDir', 'must be a non-empty string');
   }
   const envOptions: Record<string, unknown> = {};

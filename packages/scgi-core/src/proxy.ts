@@ -9,7 +9,11 @@ import type { Readable } from 'node:stream';
 import { buildCgiEnv } from './cgi-env.js';
 import { BodyTooLargeError, type ScgiError } from './errors.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
-import { type ResolvedProxyOptions, resolveProxyOptions, type ScgiProxyOptions } from './options.js';
+import {
+  type ResolvedProxyOptions,
+  resolveProxyOptions,
+  type ScgiProxyOptions,
+} from './options.js';
 import { encodeScgiHead } from './scgi-head.js';
 import { spoolBody } from './spool.js';
 import type { EnvPair } from './types.js';
@@ -85,7 +89,8 @@ export class ScgiProxy {
       };
       res.once('close', onClose);
       detachRes = () => res.removeListener('close', onClose);
-      signal = signal === undefined ? controller.signal : AbortSignal.any([signal, controller.signal]);
+      signal =
+        signal === undefined ? controller.signal : AbortSignal.any([signal, controller.signal]);
     }
 
     let body: ExchangeBody;
@@ -154,4 +159,3 @@ function tag(err: ScgiError, o: ResolvedProxyOptions): ScgiError {
   }
   return err;
 }
-

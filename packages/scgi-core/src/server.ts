@@ -30,7 +30,12 @@ export class ScgiServerRequest extends Readable {
   readonly socket: Socket;
   #remaining: number;
 
-  constructor(socket: Socket, env: Record<string, string>, pairs: Array<[string, Buffer]>, contentLength: number) {
+  constructor(
+    socket: Socket,
+    env: Record<string, string>,
+    pairs: Array<[string, Buffer]>,
+    contentLength: number,
+  ) {
     super({ highWaterMark: 64 * 1024 });
     this.socket = socket;
     this.env = env;
@@ -59,7 +64,8 @@ export class ScgiServerRequest extends Readable {
 
   /** @internal the connection ended before the whole body came. */
   cut(): void {
-    if (this.#remaining > 0) this.destroy(new UpstreamBodyError(`request body short by ${this.#remaining} bytes`));
+    if (this.#remaining > 0)
+      this.destroy(new UpstreamBodyError(`request body short by ${this.#remaining} bytes`));
   }
 
   override _read(): void {
@@ -125,7 +131,10 @@ export class ScgiServerResponse extends Writable {
   /** Builds the head once, as a single buffer. */
   #head(): Buffer {
     this.#headSent = true;
-    const reason = (this.statusMessage || REASONS[this.statusCode] || 'Unknown').replace(/[\r\n]/g, ' ');
+    const reason = (this.statusMessage || REASONS[this.statusCode] || 'Unknown').replace(
+      /[\r\n]/g,
+      ' ',
+    );
     let text = `Status: ${this.statusCode} ${reason}\r\n`;
     for (const [name, value] of this.#headers.values()) {
       if (Array.isArray(value)) for (const v of value) text += `${name}: ${v}\r\n`;
@@ -162,7 +171,8 @@ export class ScgiServerResponse extends Writable {
 }
 
 function checkHeader(name: string, value: string | string[]): void {
-  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name))
+    throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
   for (const v of Array.isArray(value) ? value : [value]) {
     if (/[\0\r\n]/.test(v)) throw new TypeError(`invalid value for header ${name}`);
   }

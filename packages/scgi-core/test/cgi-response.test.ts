@@ -343,6 +343,25 @@ describe('CgiResponseParser: chunks and body', () => {
     expect(failed.done).toBe(false);
   });
 
+  it('parses heads larger than the first decoded window, lines crossing its edges', () => {
+    for (let pad = 1000; pad < 1030; pad++) {
+      const text = `X-Pad: ${'p'.repeat(pad)}\r\nX-B: 2\r\n${'X-Many: m\n'.repeat(300)}\r\nbody`;
+      const { head, rest } = parse(text);
+      expect(head.headers['x-pad']).toHaveLength(pad);
+      expect(head.headers['x-b']).toBe('2');
+      expect(head.headers['x-many']).toBe(Array(300).fill('m').join(', '));
+      expect(rest).toEqual(bytes('body'));
+      const input = bytes(text);
+      for (const cut of [1, 1023, 1024, 1025, 2047, 2048, 3000, input.length - 5]) {
+        expect(feed([input.subarray(0, cut), input.subarray(cut)])).toEqual({
+          head,
+          rest,
+          done: true,
+        });
+      }
+    }
+  });
+
   it('stays linear when a large head comes one byte at a time', () => {
     const line = `X-Long: ${'v'.repeat(1000)}\r\n`;
     const input = bytes(`${line.repeat(60)}\r\nbody`);

@@ -1,0 +1,267 @@
+/**
+ * Request corpus, part 3: faults, through every front to every backend. A backend that dies
+ * mid-body, one that is slow to answer, one that is not there; a client that goes away during
+ * the upload or the download. After a fault the client must never see a clean end of a
+ * truncated body, and nothing may leak: backend connections, file descriptors, spool files.
+ */
+import net from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { getFreePort } from './helpers/backends.js';
+import type { FrontKind } from './helpers/fronts.js';
+import { countOpenFds } from './helpers/http.js';
+import {
+  available,
+  BACKENDS,
+  type BackendSpec,
+  dirEntries,
+  errorBody,
+  eventually,
+  expectedErrorFields,
+  fields,
+  frontsFor,
+  nodeConnections,
+  pattern,
+  type RunningBackend,
+  type RunningFront,
+  requestBytes,
+  send,
+  treeFds,
+  useBackend,
+  useFront,
+} from './helpers/corpus.js';
+import { makeTempDir, removeTempDir } from './helpers/tmp.js';
+
+const MiB = 1024 * 1024;
+
+/** What /crash?after=N&cl=1 announces: app.py N + 1000 bytes, node-app.mjs 2N. */
+const crashLength = (spec: BackendSpec, after: number) =>
+  spec.app === 'python' ? after + 1000 : 2 * after;
+
+/** Open fds of this process and of the backend's process tree (uWSGI master + workers). */
+function fdSnapshot(backend: RunningBackend): { own: number; backend: number } {
+  return {
+    own: countOpenFds(process.pid),
+    backend: backend.nodeServer === null ? treeFds(backend.pid) : 0,
+  };
+}
+
+/** Waits (bounded) until every backend connection is gone and the fd counts are back. */
+async function expectNoLeak(
+  expect: (v: unknown) => { toBe(x: unknown): void },
+  backend: RunningBackend,
+  before: { own: number; backend: number },
+) {
+  const server = backend.nodeServer;
+  if (server !== null) {
+    // The Node SCGI server runs here: it must see its socket close.
+    expect(await eventually(async () => (await nodeConnections(server)) === 0)).toBe(true);
+  }
+  const back = await eventually(() => {
+    const now = fdSnapshot(backend);
+    return now.own <= before.own && now.backend <= before.backend;
+  });
+  if (!back) expect({ before, now: fdSnapshot(backend) }).toBe('fd counts back to the baseline');
+}
+
+/** Writes the head and `sent` bytes of a `total`-byte upload, then destroys the socket. */
+async function abortUpload(front: RunningFront, total: number, sent: number, ready: () => Promise<boolean>) {
+  const socket = net.connect({ host: '127.0.0.1', port: front.port });
+  socket.on('error', () => {});
+  const head = requestBytes(front, {
+    method: 'POST',
+    target: '/app/sha256',
+    headers: [['Content-Length', String(total)]],
+  });
+  await new Promise<void>((resolve) => socket.write(head, () => resolve()));
+  await new Promise<void>((resolve) => socket.write(Buffer.alloc(sent, 7), () => resolve()));
+  const reached = await eventually(ready, 3000);
+  socket.destroy();
+  return reached;
+}
+
+/** Reads at least `atLeast` bytes of the answer to `target`, then destroys the socket. */
+async function abortDownload(front: RunningFront, target: string, atLeast: number) {
+  const socket = net.connect({ host: '127.0.0.1', port: front.port });
+  socket.on('error', () => {});
+  let got = 0;
+  const enough = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`only ${got} bytes in 10 s`)), 10_000);
+    socket.on('data', (chunk: Buffer) => {
+      got += chunk.length;
+      if (got >= atLeast) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  socket.write(requestBytes(front, { target }));
+  await enough;
+  socket.destroy();
+  return got;
+}
+
+describe.each(BACKENDS)('corpus (faults) -> $name', (spec) => {
+  describe.skipIf(!available(spec))(`${spec.server} backend`, () => {
+    const backend = useBackend(spec);
+
+    describe.each(frontsFor(spec))('through %s with headersTimeout 500 ms', (kind) => {
+      const front = useFront(kind, backend, { extra: { headersTimeout: 500 } });
+
+      describe.concurrent('backend faults', () => {
+        it('crash mid-body with Content-Length: the client connection is cut short', async ({
+          expect,
+        }) => {
+          const res = await send(front.current, { target: '/app/crash?after=5000&cl=1' });
+          expect(res.statusCode).toBe(200);
+          expect(fields(res)).toEqual([
+            ['content-type', 'application/octet-stream'],
+            ['content-length', String(crashLength(spec, 5000))],
+          ]);
+          expect(res.closedEarly).toBe(true);
+          expect(res.body.length).toBeLessThanOrEqual(5000);
+          expect(res.body.equals(pattern(res.body.length))).toBe(true);
+        });
+
+        it('crash mid-body without Content-Length over a Unix socket or with a FIN', async ({
+          expect,
+        }) => {
+          const res = await send(front.current, { target: '/app/crash?after=5000' });
+          expect(res.statusCode).toBe(200);
+          expect(fields(res)).toEqual([
+            ['content-type', 'application/octet-stream'],
+            ['transfer-encoding', 'chunked'],
+          ]);
+          // Backend difference, not a proxy choice: without a Content-Length a CGI body ends
+          // where the connection ends. app.py's crash (uWSGI, scgi_server.py) and node-app.mjs's
+          // over a Unix socket close with a FIN, exactly like a complete answer, so the proxy
+          // cannot tell and ends the body cleanly. Only a reset (Node over TCP, below) can be told.
+          expect(res.closedEarly).toBe(false);
+          expect(res.body.equals(pattern(5000))).toBe(true);
+        });
+
+        it('slow head (/slow?delay=2): 504 SCGI_ERR_HEADERS_TIMEOUT after 500 ms', async ({
+          expect,
+        }) => {
+          const started = Date.now();
+          const res = await send(front.current, { target: '/app/slow?delay=2' });
+          const elapsed = Date.now() - started;
+          const body = errorBody(
+            kind,
+            504,
+            'SCGI_ERR_HEADERS_TIMEOUT',
+            'The SCGI backend sent no response head within 500 ms',
+          );
+          expect(res.statusCode).toBe(504);
+          expect(JSON.parse(res.body.toString())).toEqual(body);
+          expect(fields(res)).toEqual(expectedErrorFields(JSON.stringify(body)));
+          expect(elapsed).toBeGreaterThanOrEqual(450);
+          expect(elapsed).toBeLessThan(1800);
+        });
+      });
+
+      describe('client aborts (one at a time: they count file descriptors)', () => {
+        it('during the upload (5 of 10 MiB sent): the backend connection closes, nothing leaks', async ({
+          expect,
+        }) => {
+          await delay(100); // let the connections of earlier tests finish closing
+          const before = fdSnapshot(backend.current);
+          const server = backend.current.nodeServer;
+          const reached = await abortUpload(front.current, 10 * MiB, 5 * MiB, async () =>
+            server === null
+              ? countOpenFds(process.pid) >= before.own + 3
+              : (await nodeConnections(server)) === 1,
+          );
+          expect(reached).toBe(true);
+          await expectNoLeak(expect, backend.current, before);
+          expect(dirEntries(front.current.tmpDir)).toEqual([]);
+        });
+
+        it('during the download (1 MiB of 1 GiB read): the backend connection closes, nothing leaks', async ({
+          expect,
+        }) => {
+          await delay(100);
+          const before = fdSnapshot(backend.current);
+          const got = await abortDownload(front.current, `/app/stream?bytes=${1024 * MiB}`, MiB);
+          expect(got).toBeGreaterThanOrEqual(MiB);
+          await expectNoLeak(expect, backend.current, before);
+        });
+      });
+    });
+  });
+});
+
+describe('corpus (faults) -> Node SCGI server over TCP: a crash resets the connection', () => {
+  const backend = useBackend({
+    name: 'Node SCGI server over TCP',
+    server: 'node',
+    socket: 'tcp',
+    app: 'node',
+  });
+
+  describe.each(['fastify', 'express', 'express4'] as const)('through %s', (kind) => {
+    const front = useFront(kind, backend);
+
+    it.concurrent('chunked answer, then RST: the final 0-chunk never arrives', async ({
+      expect,
+    }) => {
+      const res = await send(front.current, { target: '/app/crash?after=5000' });
+      expect(res.statusCode).toBe(200);
+      expect(fields(res)).toEqual([
+        ['content-type', 'application/octet-stream'],
+        ['transfer-encoding', 'chunked'],
+      ]);
+      expect(res.closedEarly).toBe(true);
+      expect(res.body.equals(pattern(res.body.length))).toBe(true);
+    });
+  });
+});
+
+describe('corpus (faults) -> no backend listening', () => {
+  let dir: string;
+  let port: number;
+  const targets: Record<'tcp' | 'unix', string> = { tcp: '', unix: '' };
+  beforeAll(async () => {
+    dir = makeTempDir('scgi-gone-');
+    port = await getFreePort(); // free a moment ago, nothing listens on it
+    targets.tcp = `127.0.0.1:${port}`;
+    targets.unix = `unix:${dir}/missing.sock`;
+  });
+  afterAll(() => removeTempDir(dir));
+
+  const cases: [FrontKind, 'tcp' | 'unix', boolean][] = [];
+  for (const kind of ['fastify', 'express', 'express4'] as const) {
+    for (const socket of ['tcp', 'unix'] as const) {
+      cases.push([kind, socket, true]);
+      // Express's own error handler (next(err)) as well as respondOnError.
+      if (kind !== 'fastify') cases.push([kind, socket, false]);
+    }
+  }
+
+  describe.each(cases)('%s -> %s (respondOnError %s)', (kind, socket, respondOnError) => {
+    const target = { current: { spec: {} as BackendSpec } as RunningBackend };
+    beforeAll(() => {
+      Object.assign(target.current, { address: targets[socket] });
+    });
+    const front = useFront(kind, target, { extra: { respondOnError } });
+
+    it('502 SCGI_ERR_CONNECT; the answer names neither the address nor the socket path', async ({
+      expect,
+    }) => {
+      const res = await send(front.current, { target: '/app/env' });
+      expect(res.statusCode).toBe(502);
+      const text = res.body.toString();
+      expect(text).not.toContain(String(port));
+      expect(text).not.toContain(dir);
+      expect(text).not.toContain('missing.sock');
+      if (kind === 'fastify' || respondOnError) {
+        const body = errorBody(kind, 502, 'SCGI_ERR_CONNECT', 'Could not connect to the SCGI backend');
+        expect(JSON.parse(text)).toEqual(body);
+        expect(fields(res)).toEqual(expectedErrorFields(JSON.stringify(body)));
+      } else {
+        // Express's final handler renders the error as HTML (the stack outside production).
+        expect(text).toContain('Could not connect to the SCGI backend');
+      }
+    });
+  });
+});
