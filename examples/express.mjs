@@ -41,7 +41,9 @@ app.post('/api/echo', (req, res) => res.json({ received: req.body }));
 // The mount: SCRIPT_NAME is the mount path ('/app'), PATH_INFO the rest.
 app.use('/app', scgiProxy({ upstream }));
 
-app.get('/', (_req, res) => res.type('html').send('<p>The SCGI app is at <a href="/app/">/app/</a></p>'));
+app.get('/', (_req, res) =>
+  res.type('html').send('<p>The SCGI app is at <a href="/app/">/app/</a></p>'),
+);
 
 // Failures before the response head (backend down: 502, overloaded: 503, timeouts: 504, body
 // too large: 413) reach error middleware with `statusCode` and a stable `code` such as

@@ -167,10 +167,11 @@ describe.each(BACKENDS)('corpus (faults) -> $name', (spec) => {
           await delay(100); // let the connections of earlier tests finish closing
           const before = fdSnapshot(backend.current);
           const server = backend.current.nodeServer;
+          // Aborted once the upload is under way: the backend holds the connection.
           const reached = await abortUpload(front.current, 10 * MiB, 5 * MiB, async () =>
             server === null
               ? countOpenFds(process.pid) >= before.own + 3
-              : (await nodeConnections(server)) === 1,
+              : (await nodeConnections(server)) >= 1,
           );
           expect(reached).toBe(true);
           await expectNoLeak(expect, backend.current, before);

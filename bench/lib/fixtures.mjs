@@ -83,35 +83,23 @@ export function splitInThree(buf) {
  * trustProxy is set). A server listening on `::` sees IPv4 peers as `::ffff:` addresses.
  */
 export function makeRequest() {
-  const rawHeaders = [
-    'Host',
-    'shop.example.com',
-    'Connection',
-    'keep-alive',
-    'Upgrade-Insecure-Requests',
-    '1',
-    'User-Agent',
-    UA,
-    'Accept',
-    ACCEPT,
-    'Sec-Fetch-Site',
-    'same-origin',
-    'Sec-Fetch-Mode',
-    'navigate',
-    'Sec-Fetch-Dest',
-    'document',
-    'Referer',
-    REFERER,
-    'Accept-Encoding',
-    'gzip, deflate, br, zstd',
-    'Accept-Language',
-    'en-US,en;q=0.9,fr;q=0.8',
-    'Cookie',
-    COOKIE,
+  // Chrome's navigation headers, in its order; Connection is hop-by-hop and is dropped.
+  const fields = [
+    ['Host', 'shop.example.com'],
+    ['Connection', 'keep-alive'],
+    ['Upgrade-Insecure-Requests', '1'],
+    ['User-Agent', UA],
+    ['Accept', ACCEPT],
+    ['Sec-Fetch-Site', 'same-origin'],
+    ['Sec-Fetch-Mode', 'navigate'],
+    ['Sec-Fetch-Dest', 'document'],
+    ['Referer', REFERER],
+    ['Accept-Encoding', 'gzip, deflate, br, zstd'],
+    ['Accept-Language', 'en-US,en;q=0.9,fr;q=0.8'],
+    ['Cookie', COOKIE],
   ];
-  const headers = {};
-  for (let i = 0; i < rawHeaders.length; i += 2)
-    headers[rawHeaders[i].toLowerCase()] = rawHeaders[i + 1];
+  const rawHeaders = fields.flat();
+  const headers = Object.fromEntries(fields.map(([name, value]) => [name.toLowerCase(), value]));
   return {
     method: 'GET',
     url: `/app/products/search?${QUERY}`,

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll } from 'vitest';
@@ -83,13 +83,21 @@ export async function startBackend(spec: BackendSpec): Promise<RunningBackend> {
     const info = server.address() as { port: number };
     address = `127.0.0.1:${info.port}`;
   }
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   return {
     spec,
     address,
     pid: process.pid,
     nodeServer: server,
     stop: async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // A test that failed may have left a connection open: close() would wait for it forever.
+      for (const socket of sockets) socket.destroy();
+      await closed;
       removeTempDir(dir);
     },
   };

@@ -92,6 +92,8 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
       return;
     }
     if (err.statusCode === 413) res.setHeader('connection', 'close');
+    const retryAfter = (err as ScgiError & { retryAfter?: number }).retryAfter;
+    if (retryAfter !== undefined) res.setHeader('retry-after', String(retryAfter));
     if (!respondOnError) {
       next(err);
       return;
@@ -105,7 +107,14 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
     res.end(req.method === 'HEAD' ? undefined : payload);
   };
 
+  const servers = new WeakSet<object>();
+  const close = (grace?: number) => proxy.close(grace);
   const middleware = (req: ExpressLikeRequest, res: ServerResponse, next: NextFunction): void => {
+    const server = (req.socket as { server?: { once(e: 'close', f: () => void): void } }).server;
+    if (server !== undefined && !servers.has(server)) {
+      servers.add(server);
+      server.once('close', () => void proxy.close(0));
+    }
     let body: Buffer | undefined;
     if (bodyWasRead(req)) {
       try {
@@ -137,7 +146,7 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
       )
       .catch((err: Error) => fail(err as ScgiError, req, res, next));
   };
-  return Object.assign(middleware, { proxy });
+  return Object.assign(middleware, { proxy, close, stats: () => proxy.stats() });
 }
 
 export default scgiProxy;

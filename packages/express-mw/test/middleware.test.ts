@@ -215,7 +215,7 @@ describe.each([
 describe('options', () => {
   it('default export is the named export', () => {
     expect(scgiProxyDefault).toBe(scgiProxy);
-    expect(scgiProxy({ upstream }).proxy.options.upstream.kind).toBe('unix');
+    expect(scgiProxy({ upstream }).proxy.options.backends[0]!.address.kind).toBe('unix');
   });
 
   it.each([

@@ -130,6 +130,15 @@ async function fastifyScgiPlugin(
     onError: options.onError,
   };
 
+  // Graceful shutdown: before the server stops, let requests in flight finish within
+  // `closeGrace`, then cut what is left (Fastify already answers new requests 503 while closing).
+  fastify.addHook('preClose', async () => {
+    await proxy.close();
+  });
+  fastify.addHook('onClose', async () => {
+    await proxy.close(0);
+  });
+
   if (!fastify.hasDecorator('scgiProxy')) fastify.decorate('scgiProxy', proxy);
   else fastify.scgiProxy = proxy;
   if (!fastify.hasReplyDecorator('scgi')) {
@@ -191,6 +200,8 @@ async function fastifyScgiPlugin(
             'scgi request failed',
           );
           if (error.statusCode === 413) reply.header('connection', 'close');
+          const retryAfter = (error as ScgiError & { retryAfter?: number }).retryAfter;
+          if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
           if (onError !== undefined) await onError(reply, { error });
           else reply.send(error);
         },

@@ -192,3 +192,21 @@ export const BodyConsumedError = define(
   500,
   'The request body was already read by a body parser and cannot be re-encoded for content type %s',
 );
+
+// --- upstream pool -------------------------------------------------------------------------
+export const NoBackendError = define(
+  'SCGI_ERR_NO_BACKEND',
+  503,
+  'No SCGI backend is available (all are down or were tried)',
+);
+export const QueueFullError = define(
+  'SCGI_ERR_QUEUE_FULL',
+  503,
+  'All SCGI backends are at their connection limit and the queue of %s is full',
+);
+export const QueueTimeoutError = define(
+  'SCGI_ERR_QUEUE_TIMEOUT',
+  503,
+  'Waited %s ms for a free SCGI backend connection',
+);
+export const ClosingError = define('SCGI_ERR_CLOSING', 503, 'The SCGI proxy is shutting down');

@@ -11,6 +11,7 @@
  */
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import type { UpstreamAddress } from './address.js';
 import { CgiResponseParser } from './cgi-response.js';
 import {
   HeadersTimeoutError,
@@ -23,6 +24,7 @@ import {
   UpstreamResetError,
 } from './errors.js';
 import type { ResolvedProxyOptions } from './options.js';
+import type { Outcome } from './pool.js';
 import type { SpooledBody } from './spool.js';
 import type { CgiResponseHead, ResponseHeaders } from './types.js';
 
@@ -75,8 +77,24 @@ enum State {
   Done = 3,
 }
 
+/** Errors that count against a backend's health (nginx's default `error timeout`). */
+const FAILURE_CODES = new Set([
+  'SCGI_ERR_CONNECT',
+  'SCGI_ERR_CONNECT_TIMEOUT',
+  'SCGI_ERR_HEADERS_TIMEOUT',
+  'SCGI_ERR_IDLE_TIMEOUT',
+  'SCGI_ERR_UPSTREAM_CLOSED',
+  'SCGI_ERR_UPSTREAM_RESET',
+]);
+
 export class Exchange {
   readonly #opts: ResolvedProxyOptions;
+  readonly #address: UpstreamAddress;
+  readonly #onDone: (outcome: Outcome) => void;
+  #error: ScgiError | undefined;
+  #headReceived = false;
+  /** Some response byte arrived: from then on the request must not be retried elsewhere. */
+  responseStarted = false;
   readonly #head: Buffer;
   readonly #reqBody: ExchangeBody;
   readonly #noResponseBody: boolean;
@@ -95,12 +113,16 @@ export class Exchange {
 
   constructor(
     opts: ResolvedProxyOptions,
+    address: UpstreamAddress,
+    onDone: (outcome: Outcome) => void,
     head: Buffer,
     body: ExchangeBody,
     noResponseBody: boolean,
     signal: AbortSignal | undefined,
   ) {
     this.#opts = opts;
+    this.#address = address;
+    this.#onDone = onDone;
     this.#head = head;
     this.#reqBody = body;
     this.#noResponseBody = noResponseBody;
@@ -118,21 +140,17 @@ export class Exchange {
       return this.promise;
     }
     this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
-    this.#opts.connector(
-      this.#opts.upstream,
-      { timeout: this.#opts.connectTimeout },
-      (err, socket) => {
-        if (this.#state === State.Done) {
-          socket?.destroy();
-          return;
-        }
-        if (err !== null || socket === null) {
-          this.#fail(err ?? new UpstreamResetError('no socket'));
-          return;
-        }
-        this.#connected(socket);
-      },
-    );
+    this.#opts.connector(this.#address, { timeout: this.#opts.connectTimeout }, (err, socket) => {
+      if (this.#state === State.Done) {
+        socket?.destroy();
+        return;
+      }
+      if (err !== null || socket === null) {
+        this.#fail(err ?? new UpstreamResetError('no socket'));
+        return;
+      }
+      this.#connected(socket);
+    });
     return this.promise;
   }
 
@@ -275,6 +293,7 @@ export class Exchange {
   };
 
   readonly #onData = (chunk: Buffer) => {
+    this.responseStarted = true;
     if (this.#state === State.AwaitHead) {
       let head: CgiResponseHead | null;
       try {
@@ -296,6 +315,7 @@ export class Exchange {
       this.#headersTimer = null;
     }
     this.#timings.head = performance.now() - this.#started;
+    this.#headReceived = true;
     const status = head.statusCode;
     const noBody = this.#noResponseBody || status === 204 || status === 304;
     const cl = head.headers['content-length'];
@@ -318,7 +338,7 @@ export class Exchange {
       statusMessage: head.statusMessage,
       headers: head.headers,
       body,
-      upstream: this.#opts.upstream.label,
+      upstream: this.#address.label,
       timings: this.#timings,
     });
     const rest = this.#parser.rest;
@@ -351,6 +371,11 @@ export class Exchange {
     this.#body!.push(null);
     this.#timings.total = performance.now() - this.#started;
     this.#release();
+  }
+
+  /** Ends the exchange now, whatever its state (graceful shutdown past its grace period). */
+  destroy(err: ScgiError): void {
+    this.#failAny(err);
   }
 
   resumeSocket(): void {
@@ -404,7 +429,8 @@ export class Exchange {
   #fail(err: ScgiError): void {
     if (this.#state === State.Done || this.#state === State.Body) return;
     this.#state = State.Done;
-    (err as ScgiError & { upstream?: string }).upstream = this.#opts.upstream.label;
+    (err as ScgiError & { upstream?: string }).upstream = this.#address.label;
+    this.#error = err;
     this.#release();
     this.#reject(err);
   }
@@ -413,7 +439,8 @@ export class Exchange {
   #failBody(err: ScgiError): void {
     if (this.#state !== State.Body) return;
     this.#state = State.Done;
-    (err as ScgiError & { upstream?: string }).upstream = this.#opts.upstream.label;
+    (err as ScgiError & { upstream?: string }).upstream = this.#address.label;
+    this.#error = err;
     this.#release();
     this.#body!.destroy(err);
   }
@@ -439,7 +466,13 @@ export class Exchange {
       socket.removeListener('close', this.#onClose);
       socket.destroy();
     }
-    if (this.#reqBody.kind === 'spooled') this.#reqBody.spool.dispose();
     if (this.#timings.total < 0) this.#timings.total = performance.now() - this.#started;
+    const err = this.#error;
+    this.#onDone({
+      ok: this.#headReceived,
+      failure: !this.#headReceived && err !== undefined && FAILURE_CODES.has(err.code),
+      error: err,
+      headMs: this.#headReceived ? this.#timings.head : undefined,
+    });
   }
 }

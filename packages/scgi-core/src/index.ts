@@ -1,13 +1,24 @@
 export * from './address.js';
+export * from './balance.js';
 export * from './body-encode.js';
 export * from './cgi-env.js';
 export * from './cgi-response.js';
 export * from './connect.js';
+export { channels as diagnosticsChannels } from './diagnostics.js';
 export * from './errors.js';
 export type { ExchangeBody, ScgiResponse, ScgiTimings } from './exchange.js';
+export * from './health.js';
 export * from './hop-by-hop.js';
 export * from './netstring.js';
 export * from './options.js';
+export {
+  Backend,
+  type BackendState,
+  type BackendStats,
+  type Outcome,
+  type PoolStats,
+  UpstreamPool,
+} from './pool.js';
 export * from './proxy.js';
 export * from './request-path.js';
 export * from './scgi-head.js';

@@ -7,6 +7,41 @@ import { parseAddress, type UpstreamAddress } from './address.js';
 import { type CgiEnvOptions, type ResolvedCgiEnvOptions, resolveCgiEnvOptions } from './cgi-env.js';
 import { type Connector, defaultConnector } from './connect.js';
 import { InvalidOptionError } from './errors.js';
+import { type HealthCheckOptions, type ResolvedHealthCheck, resolveHealthCheck } from './health.js';
+import { Backend } from './pool.js';
+
+/** One backend of a pool. */
+export interface UpstreamEntry {
+  /** `unix:/path`, `/path`, `host:port` or `[::1]:port`. */
+  address: string;
+  /**
+   * Share of the requests relative to the other backends (nginx `weight=`).
+   * @default 1
+   */
+  weight?: number;
+  /**
+   * Most requests this backend serves at once (an SCGI pool has a fixed number of workers: flup's
+   * threads, uWSGI's processes); more wait in the queue. 0 means no limit.
+   * @default the top-level `maxConnections`
+   */
+  maxConnections?: number;
+}
+
+/** One address, or a pool of them (TCP and Unix may be mixed). */
+export type UpstreamOption = string | UpstreamEntry | ReadonlyArray<string | UpstreamEntry>;
+
+/** How a backend is chosen for each request. */
+export type BalanceOption<Req = unknown> =
+  | 'round-robin'
+  | 'least-connections'
+  | {
+      /**
+       * A key taken from the request (a session cookie, a user id...). Requests with the same key
+       * go to the same backend; when a backend leaves, only its keys move (consistent hashing).
+       * Returning undefined falls back to round-robin for that request.
+       */
+      hash: (req: Req) => string | undefined;
+    };
 
 export interface ScgiProxyOptions extends CgiEnvOptions {
   /**
@@ -14,7 +49,61 @@ export interface ScgiProxyOptions extends CgiEnvOptions {
    * Prefer a Unix socket: SCGI opens one connection per request, and over TCP the closed
    * connections pile up in TIME_WAIT under load.
    */
-  upstream: string;
+  upstream: UpstreamOption;
+  /**
+   * Backend selection: smooth weighted round-robin, least connections, or a consistent hash of
+   * a request key.
+   * @default 'round-robin'
+   */
+  balance?: BalanceOption;
+  /**
+   * Default per-backend limit of concurrent requests; 0 means no limit.
+   * @default 0
+   */
+  maxConnections?: number;
+  /**
+   * Requests that may wait for a free backend slot; past it: 503 `SCGI_ERR_QUEUE_FULL` with
+   * Retry-After. The queue is never unbounded.
+   * @default 100
+   */
+  maxQueue?: number;
+  /**
+   * ms a request may wait in the queue; then 503 `SCGI_ERR_QUEUE_TIMEOUT` with Retry-After.
+   * @default 10000
+   */
+  queueTimeout?: number;
+  /**
+   * Failures (connect errors, resets and timeouts before the head) within `failTimeout` that take
+   * a backend out of rotation for `failTimeout` (nginx `max_fails`); 0 disables.
+   * @default 1
+   */
+  maxFails?: number;
+  /**
+   * The failure window and how long a failed backend stays out (nginx `fail_timeout`); after it
+   * one trial request decides.
+   * @default 10000
+   */
+  failTimeout?: number;
+  /**
+   * Most backends one request may try (nginx `proxy_next_upstream_tries`). A connect failure
+   * always moves on; a reset before any response byte only for idempotent methods with a
+   * replayable body; never once a response byte reached the client.
+   * @default the number of backends
+   */
+  maxTries?: number;
+  /**
+   * ms after which no further backend is tried (nginx `proxy_next_upstream_timeout`); 0: no limit.
+   * @default 0
+   */
+  retryTimeout?: number;
+  /**
+   * Graceful shutdown: ms that requests in flight may take to finish after `close()` before their
+   * backend connections are destroyed.
+   * @default 10000
+   */
+  closeGrace?: number;
+  /** Active health checks; off unless given. */
+  healthCheck?: HealthCheckOptions | false;
   /**
    * Milliseconds to wait for the connection to the backend; 0 disables.
    * @default 10000
@@ -61,7 +150,17 @@ export interface ScgiProxyOptions extends CgiEnvOptions {
 }
 
 export interface ResolvedProxyOptions {
-  readonly upstream: UpstreamAddress;
+  readonly backends: readonly Backend[];
+  readonly balance: 'round-robin' | 'least-connections' | 'hash';
+  readonly hashKey: ((req: never) => string | undefined) | null;
+  readonly maxQueue: number;
+  readonly queueTimeout: number;
+  readonly maxFails: number;
+  readonly failTimeout: number;
+  readonly maxTries: number;
+  readonly retryTimeout: number;
+  readonly healthCheck: ResolvedHealthCheck | null;
+  readonly closeGrace: number;
   readonly connectTimeout: number;
   readonly headersTimeout: number;
   readonly idleTimeout: number;
@@ -89,6 +188,16 @@ function positiveInt(name: string, value: unknown, fallback: number): number {
 
 const PROXY_KEYS = new Set([
   'upstream',
+  'balance',
+  'maxConnections',
+  'maxQueue',
+  'queueTimeout',
+  'maxFails',
+  'failTimeout',
+  'maxTries',
+  'retryTimeout',
+  'healthCheck',
+  'closeGrace',
   'connectTimeout',
   'headersTimeout',
   'idleTimeout',
@@ -105,12 +214,9 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
     throw new InvalidOptionError('options', 'must be an object');
   }
   if (options.upstream === undefined) throw new InvalidOptionError('upstream', 'is required');
-  if (typeof options.upstream !== 'string') {
-    throw new InvalidOptionError(
-      'upstream',
-      'must be a string such as unix:/run/app.sock or 127.0.0.1:9000',
-    );
-  }
+  const defaultMax = nonNegativeInt('maxConnections', options.maxConnections, 0);
+  const backends = resolveBackends(options.upstream, defaultMax);
+  const { balance, hashKey } = resolveBalance(options.balance);
   if (options.connector !== undefined && typeof options.connector !== 'function') {
     throw new InvalidOptionError('connector', 'must be a function');
   }
@@ -125,7 +231,17 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
     if (!PROXY_KEYS.has(key)) envOptions[key] = value;
   }
   return Object.freeze({
-    upstream: parseAddress(options.upstream),
+    backends,
+    balance,
+    hashKey,
+    maxQueue: nonNegativeInt('maxQueue', options.maxQueue, 100),
+    queueTimeout: nonNegativeInt('queueTimeout', options.queueTimeout, 10_000),
+    maxFails: nonNegativeInt('maxFails', options.maxFails, 1),
+    failTimeout: positiveInt('failTimeout', options.failTimeout, 10_000),
+    maxTries: positiveInt('maxTries', options.maxTries, backends.length),
+    retryTimeout: nonNegativeInt('retryTimeout', options.retryTimeout, 0),
+    healthCheck: resolveHealthCheck(options.healthCheck),
+    closeGrace: nonNegativeInt('closeGrace', options.closeGrace, 10_000),
     connectTimeout: nonNegativeInt('connectTimeout', options.connectTimeout, 10_000),
     headersTimeout: nonNegativeInt('headersTimeout', options.headersTimeout, 60_000),
     idleTimeout: nonNegativeInt('idleTimeout', options.idleTimeout, 60_000),
@@ -136,4 +252,61 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
     connector: options.connector ?? defaultConnector,
     env: resolveCgiEnvOptions(envOptions as CgiEnvOptions),
   });
+}
+
+const UPSTREAM_HINT =
+  'an address such as unix:/run/app.sock or 127.0.0.1:9000, an { address, weight, maxConnections } entry, or a list of them';
+
+function resolveBackends(upstream: unknown, defaultMax: number): Backend[] {
+  const list = Array.isArray(upstream) ? upstream : [upstream];
+  if (list.length === 0) throw new InvalidOptionError('upstream', 'must name at least one backend');
+  const seen = new Set<string>();
+  return list.map((entry: unknown, i) => {
+    const where = Array.isArray(upstream) ? `upstream[${i}]` : 'upstream';
+    let address: string;
+    let weight = 1;
+    let max = defaultMax;
+    if (typeof entry === 'string') {
+      address = entry;
+    } else if (
+      entry !== null &&
+      typeof entry === 'object' &&
+      typeof (entry as UpstreamEntry).address === 'string'
+    ) {
+      const e = entry as UpstreamEntry;
+      address = e.address;
+      weight = positiveInt(`${where}.weight`, e.weight, 1);
+      max = nonNegativeInt(`${where}.maxConnections`, e.maxConnections, defaultMax);
+    } else {
+      throw new InvalidOptionError(where, `must be ${UPSTREAM_HINT}`);
+    }
+    const parsed = parseAddress(address);
+    if (seen.has(parsed.label))
+      throw new InvalidOptionError(where, `${parsed.label} is listed twice`);
+    seen.add(parsed.label);
+    return new Backend(parsed, weight, max);
+  });
+}
+
+function resolveBalance(balance: unknown): {
+  balance: ResolvedProxyOptions['balance'];
+  hashKey: ResolvedProxyOptions['hashKey'];
+} {
+  if (balance === undefined || balance === 'round-robin')
+    return { balance: 'round-robin', hashKey: null };
+  if (balance === 'least-connections') return { balance, hashKey: null };
+  if (
+    balance !== null &&
+    typeof balance === 'object' &&
+    typeof (balance as { hash?: unknown }).hash === 'function'
+  ) {
+    return {
+      balance: 'hash',
+      hashKey: (balance as { hash: (req: never) => string | undefined }).hash,
+    };
+  }
+  throw new InvalidOptionError(
+    'balance',
+    "must be 'round-robin', 'least-connections' or { hash: (req) => key }",
+  );
 }

@@ -7,13 +7,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Readable } from 'node:stream';
 import { buildCgiEnv } from './cgi-env.js';
-import { BodyTooLargeError, type ScgiError } from './errors.js';
+import { channels } from './diagnostics.js';
+import { BodyTooLargeError, ClosingError, RequestAbortedError, type ScgiError } from './errors.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
+import { HealthChecker } from './health.js';
 import {
   type ResolvedProxyOptions,
   resolveProxyOptions,
   type ScgiProxyOptions,
 } from './options.js';
+import { Backend, type PoolStats, UpstreamPool } from './pool.js';
 import { encodeScgiHead } from './scgi-head.js';
 import { spoolBody } from './spool.js';
 import type { EnvPair } from './types.js';
@@ -65,97 +68,263 @@ function requestBodyLength(req: ProxiedRequest): number | null {
   return req.headers['transfer-encoding'] === undefined ? 0 : null;
 }
 
-/** A reusable SCGI client bound to one backend. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+let nextId = 0;
+
+/**
+ * A reusable SCGI client for one backend or a pool of them. Create it once (options are
+ * validated and resolved then) and call `request()` per HTTP request.
+ */
 export class ScgiProxy {
   readonly options: ResolvedProxyOptions;
+  readonly pool: UpstreamPool;
+  readonly #inFlight = new Set<Exchange>();
+  readonly #health: HealthChecker | null;
+  #closing = false;
+  #idleWaiters: Array<() => void> = [];
 
   constructor(options: ScgiProxyOptions) {
     this.options = resolveProxyOptions(options);
+    const o = this.options;
+    this.pool = new UpstreamPool(o.backends as Backend[], {
+      balance: o.balance,
+      maxQueue: o.maxQueue,
+      queueTimeout: o.queueTimeout,
+      maxFails: o.maxFails,
+      failTimeout: o.failTimeout,
+    });
+    this.#health =
+      o.healthCheck === null ? null : new HealthChecker(this.pool, o.healthCheck, o.connector);
+  }
+
+  /** Per-backend state and counters. */
+  stats(): PoolStats {
+    return this.pool.stats();
+  }
+
+  /** Exchanges in progress (requests sent and not yet fully answered). */
+  get inFlight(): number {
+    return this.#inFlight.size;
   }
 
   /**
-   * Sends `req` to the backend. Resolves once the response head arrived; rejects with a typed
+   * Sends `req` to a backend. Resolves once the response head arrived; rejects with a typed
    * `ScgiError` (its `statusCode` is the answer to give: 400/413/502/503/504) before that.
    */
   async request(req: ProxiedRequest, opts: ScgiRequestOptions = {}): Promise<ScgiResponse> {
     const o = this.options;
+    if (this.#closing) throw new ClosingError();
+    const id = ++nextId;
+    if (channels.start.hasSubscribers) channels.start.publish({ id, request: req });
     let signal = opts.signal;
     let detachRes: (() => void) | null = null;
     if (opts.res !== undefined) {
       const res = opts.res;
       const controller = new AbortController();
       const onClose = () => {
-        if (!res.writableFinished) controller.abort();
+        if (!res.writableFinished)
+          controller.abort(new RequestAbortedError('the client went away'));
       };
       res.once('close', onClose);
       detachRes = () => res.removeListener('close', onClose);
       signal =
         signal === undefined ? controller.signal : AbortSignal.any([signal, controller.signal]);
     }
+    let body: ExchangeBody | null = null;
+    try {
+      body = await this.#prepareBody(req, opts, signal);
+      const response = await this.#send(req, opts, body, signal, id);
+      const b = body;
+      response.body.once('close', () => {
+        detachRes?.();
+        if (b.kind === 'spooled') b.spool.dispose();
+      });
+      return response;
+    } catch (err) {
+      detachRes?.();
+      if (body?.kind === 'spooled') body.spool.dispose();
+      const e = err as ScgiError & { upstream?: string };
+      if (channels.error.hasSubscribers) {
+        channels.error.publish({ id, request: req, error: e, upstream: e.upstream, phase: 'head' });
+      }
+      throw e;
+    }
+  }
 
-    let body: ExchangeBody;
-    let length: number;
+  async #prepareBody(
+    req: ProxiedRequest,
+    opts: ScgiRequestOptions,
+    signal: AbortSignal | undefined,
+  ): Promise<ExchangeBody> {
+    const o = this.options;
     const given = opts.body;
     if (given !== undefined && given !== null) {
       if (typeof given === 'string' || Buffer.isBuffer(given)) {
         const data = typeof given === 'string' ? Buffer.from(given) : given;
-        length = data.length;
-        body = length === 0 ? { kind: 'none' } : { kind: 'buffer', data };
-      } else {
-        length = given.length;
-        body = { kind: 'stream', stream: given.stream, length };
+        if (data.length > o.maxBodySize) throw new BodyTooLargeError(o.maxBodySize);
+        return data.length === 0 ? NO_BODY : { kind: 'buffer', data };
       }
-      if (length > o.maxBodySize) throw tag(new BodyTooLargeError(o.maxBodySize), o);
-    } else {
-      const known = requestBodyLength(req);
-      if (known === null) {
-        const spool = await spoolBody(
-          req as Readable,
-          { memoryLimit: o.spoolMemory, maxBodySize: o.maxBodySize, tmpDir: o.tmpDir },
-          signal,
-        );
-        length = spool.length;
-        body = { kind: 'spooled', spool };
-      } else {
-        if (known > o.maxBodySize) throw tag(new BodyTooLargeError(o.maxBodySize), o);
-        length = known;
-        body = known === 0 ? { kind: 'none' } : { kind: 'stream', stream: req as Readable, length };
+      if (given.length > o.maxBodySize) throw new BodyTooLargeError(o.maxBodySize);
+      return { kind: 'stream', stream: given.stream, length: given.length };
+    }
+    const known = requestBodyLength(req);
+    if (known === null) {
+      const spool = await spoolBody(
+        req as Readable,
+        { memoryLimit: o.spoolMemory, maxBodySize: o.maxBodySize, tmpDir: o.tmpDir },
+        signal,
+      );
+      return { kind: 'spooled', spool };
+    }
+    if (known > o.maxBodySize) throw new BodyTooLargeError(o.maxBodySize);
+    return known === 0 ? NO_BODY : { kind: 'stream', stream: req as Readable, length: known };
+  }
+
+  /** Picks backends and runs exchanges until one answers or no retry is allowed. */
+  async #send(
+    req: ProxiedRequest,
+    opts: ScgiRequestOptions,
+    body: ExchangeBody,
+    signal: AbortSignal | undefined,
+    id: number,
+  ): Promise<ScgiResponse> {
+    const o = this.options;
+    const length = bodyLength(body);
+    let env = buildCgiEnv(req, o.env, {
+      url: opts.url,
+      contentLength: length,
+      scriptName: opts.scriptName,
+    });
+    if (opts.rewriteEnv !== undefined) env = opts.rewriteEnv(env, req) ?? env;
+    const head = encodeScgiHead(env);
+
+    const key =
+      o.hashKey === null
+        ? undefined
+        : (o.hashKey as (r: ProxiedRequest) => string | undefined)(req);
+    // A body read straight from the client can be sent once; a buffered or spooled one again.
+    const replayable = body.kind !== 'stream';
+    const retryOnReset = replayable && IDEMPOTENT.has(req.method ?? '');
+    const deadline = o.retryTimeout > 0 ? Date.now() + o.retryTimeout : Number.POSITIVE_INFINITY;
+    const tried = new Set<Backend>();
+    let lastError: ScgiError | null = null;
+    for (let attempt = 1; ; attempt++) {
+      let backend: Backend;
+      try {
+        const picked = this.pool.acquire(key, tried, signal);
+        backend = picked instanceof Backend ? picked : await picked;
+      } catch (err) {
+        // Nothing left to try after a failure: the failure is the answer (502/504), not a 503.
+        if (lastError !== null && (err as ScgiError).code === 'SCGI_ERR_NO_BACKEND')
+          throw lastError;
+        throw err;
+      }
+      tried.add(backend);
+      if (channels.upstream.hasSubscribers) {
+        channels.upstream.publish({ id, request: req, upstream: backend.address.label, attempt });
+      }
+      const pool = this.pool;
+      const exchange: Exchange = new Exchange(
+        o,
+        backend.address,
+        (outcome) => {
+          this.#inFlight.delete(exchange);
+          pool.release(backend, outcome);
+          if (outcome.ok && channels.end.hasSubscribers) {
+            channels.end.publish({
+              id,
+              request: req,
+              upstream: backend.address.label,
+              error: outcome.error,
+            });
+          }
+          if (this.#inFlight.size === 0) this.#notifyIdle();
+        },
+        head,
+        body,
+        req.method === 'HEAD',
+        signal,
+      );
+      this.#inFlight.add(exchange);
+      try {
+        const response = await exchange.start();
+        if (channels.head.hasSubscribers) {
+          channels.head.publish({
+            id,
+            request: req,
+            upstream: response.upstream,
+            statusCode: response.statusCode,
+            timings: response.timings,
+          });
+        }
+        return response;
+      } catch (err) {
+        const e = err as ScgiError;
+        lastError = e;
+        const connectFailed =
+          e.code === 'SCGI_ERR_CONNECT' || e.code === 'SCGI_ERR_CONNECT_TIMEOUT';
+        const resetBeforeResponse = RESET_CODES.has(e.code) && !exchange.responseStarted;
+        // A connect failure sent nothing (a client body stream is not touched before connect).
+        const mayRetry = connectFailed || (resetBeforeResponse && retryOnReset);
+        if (
+          !mayRetry ||
+          signal?.aborted ||
+          attempt >= o.maxTries ||
+          Date.now() >= deadline ||
+          this.#closing
+        )
+          throw e;
       }
     }
+  }
 
-    let head: Buffer;
-    try {
-      let env = buildCgiEnv(req, o.env, {
-        url: opts.url,
-        contentLength: length,
-        scriptName: opts.scriptName,
+  #notifyIdle(): void {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /**
+   * Graceful shutdown: new requests get 503 `SCGI_ERR_CLOSING`, queued ones too; requests in
+   * flight may finish within `grace` ms, then their backend connections are destroyed. Health
+   * checks and timers stop. Resolves when nothing is left.
+   */
+  async close(grace: number = this.options.closeGrace): Promise<void> {
+    this.#closing = true;
+    this.pool.close();
+    this.#health?.stop();
+    if (this.#inFlight.size === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        for (const ex of [...this.#inFlight]) ex.destroy(new ClosingError());
+        resolve();
+      }, grace);
+      timer.unref();
+      this.#idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
       });
-      if (opts.rewriteEnv !== undefined) env = opts.rewriteEnv(env, req) ?? env;
-      head = encodeScgiHead(env);
-    } catch (err) {
-      if (body.kind === 'spooled') body.spool.dispose();
-      detachRes?.();
-      throw tag(err as ScgiError, o);
-    }
-
-    const exchange = new Exchange(o, head, body, req.method === 'HEAD', signal);
-    try {
-      const response = await exchange.start();
-      if (detachRes !== null) {
-        const detach = detachRes;
-        response.body.once('close', detach);
-      }
-      return response;
-    } catch (err) {
-      detachRes?.();
-      throw err;
-    }
+    });
   }
 }
 
-function tag(err: ScgiError, o: ResolvedProxyOptions): ScgiError {
-  if (err !== null && typeof err === 'object') {
-    (err as ScgiError & { upstream?: string }).upstream = o.upstream.label;
+const NO_BODY: ExchangeBody = { kind: 'none' };
+const RESET_CODES = new Set([
+  'SCGI_ERR_UPSTREAM_RESET',
+  'SCGI_ERR_UPSTREAM_CLOSED',
+  'SCGI_ERR_HEADERS_TIMEOUT',
+  'SCGI_ERR_IDLE_TIMEOUT',
+]);
+
+function bodyLength(body: ExchangeBody): number {
+  switch (body.kind) {
+    case 'none':
+      return 0;
+    case 'buffer':
+      return body.data.length;
+    case 'stream':
+      return body.length;
+    case 'spooled':
+      return body.spool.length;
   }
-  return err;
 }

@@ -71,6 +71,12 @@ export class ScgiServerRequest extends Readable {
   override _read(): void {
     this.socket.resume();
   }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // As Node's http.IncomingMessage: a failed connection (the client went away mid-body) is an
+    // 'error' only for an app that listens for one; unheard, it would crash the whole server.
+    cb(this.listenerCount('error') > 0 ? err : null);
+  }
 }
 
 /**
@@ -148,25 +154,39 @@ export class ScgiServerResponse extends Writable {
     if (!this.#headSent) this.socket.write(this.#head());
   }
 
+  /** True once a write failed because the peer went away (EPIPE, ECONNRESET). */
+  #peerGone = false;
+
+  /** Wraps a socket callback: its error means the connection failed, not the app. */
+  #onSocket(cb: (err?: Error | null) => void): (err?: Error | null) => void {
+    return (err) => {
+      if (err) this.#peerGone = true;
+      cb(err);
+    };
+  }
+
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     if (!this.#headSent) {
       this.socket.cork();
       this.socket.write(this.#head());
-      this.socket.write(chunk, cb);
+      this.socket.write(chunk, this.#onSocket(cb));
       this.socket.uncork();
     } else {
-      this.socket.write(chunk, cb);
+      this.socket.write(chunk, this.#onSocket(cb));
     }
   }
 
   override _final(cb: (err?: Error | null) => void): void {
     if (!this.#headSent) this.socket.write(this.#head());
-    this.socket.end(cb);
+    this.socket.end(this.#onSocket(cb));
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     if (err) this.socket.destroy();
-    cb(err);
+    // A peer that went away (the proxy dropped the request) ends the response like a 'close' of
+    // http.ServerResponse: an 'error' only for an app that listens, never an uncaught one that
+    // crashes the server. Errors of the app's own making (write after end) still surface.
+    cb(this.#peerGone && this.listenerCount('error') === 0 ? null : err);
   }
 }
 

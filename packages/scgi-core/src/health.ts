@@ -1,0 +1,182 @@
+/**
+ * Optional active health checks: every `interval` ms each backend gets a connect probe, or a
+ * small SCGI GET of `path` whose status must match. `fails` failed checks in a row mark it down
+ * (no requests go there), `passes` good ones in a row mark it up again. Timers are unref'd and
+ * stop with the proxy.
+ */
+
+import { CgiResponseParser } from './cgi-response.js';
+import type { Connector } from './connect.js';
+import { InvalidOptionError } from './errors.js';
+import type { Backend, UpstreamPool } from './pool.js';
+import { encodeScgiHead } from './scgi-head.js';
+
+export interface HealthCheckOptions {
+  /** ms between checks of one backend. @default 5000 */
+  interval?: number;
+  /** ms a check may take. @default 2000 */
+  timeout?: number;
+  /** Request this path (as PATH_INFO and REQUEST_URI) over SCGI; without it a check only connects. */
+  path?: string;
+  /** Statuses that count as healthy. @default 200-399 */
+  expectStatus?: number | readonly number[] | ((status: number) => boolean);
+  /** Failed checks in a row that mark a backend down. @default 1 */
+  fails?: number;
+  /** Good checks in a row that mark it up again. @default 1 */
+  passes?: number;
+}
+
+export interface ResolvedHealthCheck {
+  readonly interval: number;
+  readonly timeout: number;
+  readonly path: string | null;
+  readonly expect: (status: number) => boolean;
+  readonly fails: number;
+  readonly passes: number;
+}
+
+function positive(name: string, v: unknown, d: number): number {
+  if (v === undefined) return d;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+    throw new InvalidOptionError(`healthCheck.${name}`, 'must be a positive integer');
+  }
+  return v;
+}
+
+export function resolveHealthCheck(
+  o: HealthCheckOptions | undefined | false,
+): ResolvedHealthCheck | null {
+  if (o === undefined || o === false) return null;
+  if (o === null || typeof o !== 'object')
+    throw new InvalidOptionError('healthCheck', 'must be an object');
+  if (
+    o.path !== undefined &&
+    (typeof o.path !== 'string' || !o.path.startsWith('/') || /[\0\r\n]/.test(o.path))
+  ) {
+    throw new InvalidOptionError('healthCheck.path', 'must be a path starting with "/"');
+  }
+  const e = o.expectStatus;
+  let expect: (s: number) => boolean;
+  if (e === undefined) expect = (s) => s >= 200 && s < 400;
+  else if (typeof e === 'number') expect = (s) => s === e;
+  else if (Array.isArray(e)) expect = (s) => e.includes(s);
+  else if (typeof e === 'function') expect = e as (s: number) => boolean;
+  else
+    throw new InvalidOptionError(
+      'healthCheck.expectStatus',
+      'must be a number, a list or a function',
+    );
+  return Object.freeze({
+    interval: positive('interval', o.interval, 5000),
+    timeout: positive('timeout', o.timeout, 2000),
+    path: o.path ?? null,
+    expect,
+    fails: positive('fails', o.fails, 1),
+    passes: positive('passes', o.passes, 1),
+  });
+}
+
+/** One check: resolves true when the backend looks healthy. Never rejects. */
+export function checkBackend(
+  backend: Backend,
+  check: ResolvedHealthCheck,
+  connector: Connector,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    let done = false;
+    let socketRef: import('node:net').Socket | null = null;
+    const finish = (ok: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socketRef?.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => finish(false), check.timeout);
+    connector(backend.address, { timeout: check.timeout }, (err, socket) => {
+      if (err !== null || socket === null) return finish(false);
+      if (done) {
+        socket.destroy();
+        return;
+      }
+      socketRef = socket;
+      if (check.path === null) return finish(true);
+      const parser = new CgiResponseParser();
+      socket.on('error', () => finish(false));
+      socket.on('close', () => finish(false));
+      socket.on('data', (chunk: Buffer) => {
+        try {
+          const head = parser.push(chunk);
+          if (head !== null) finish(check.expect(head.statusCode));
+        } catch {
+          finish(false);
+        }
+      });
+      socket.write(
+        encodeScgiHead([
+          ['CONTENT_LENGTH', '0'],
+          ['SCGI', '1'],
+          ['REQUEST_METHOD', 'GET'],
+          ['REQUEST_URI', check.path],
+          ['QUERY_STRING', ''],
+          ['SCRIPT_NAME', ''],
+          ['PATH_INFO', check.path],
+          ['SERVER_PROTOCOL', 'HTTP/1.1'],
+          ['REQUEST_SCHEME', 'http'],
+          ['SERVER_NAME', 'localhost'],
+          ['SERVER_PORT', '80'],
+          ['REMOTE_ADDR', '127.0.0.1'],
+          ['SERVER_SOFTWARE', 'scgi-core'],
+          ['GATEWAY_INTERFACE', 'CGI/1.1'],
+          ['HTTP_HOST', 'localhost'],
+          ['HTTP_USER_AGENT', 'scgi-core-health-check'],
+        ]),
+      );
+    });
+  });
+}
+
+/** Runs checks for every backend of a pool until stopped. */
+export class HealthChecker {
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #stopped = false;
+
+  constructor(pool: UpstreamPool, check: ResolvedHealthCheck, connector: Connector) {
+    for (const backend of pool.backends) {
+      let goodRun = 0;
+      let badRun = 0;
+      const run = () => {
+        if (this.#stopped) return;
+        checkBackend(backend, check, connector).then((ok) => {
+          if (this.#stopped) return;
+          if (ok) {
+            goodRun++;
+            badRun = 0;
+            if (!backend.healthy && goodRun >= check.passes) pool.setHealthy(backend, true);
+          } else {
+            badRun++;
+            goodRun = 0;
+            if (backend.healthy && badRun >= check.fails) pool.setHealthy(backend, false);
+          }
+          schedule();
+        });
+      };
+      const schedule = () => {
+        if (this.#stopped) return;
+        const t = setTimeout(() => {
+          this.#timers.delete(t);
+          run();
+        }, check.interval);
+        t.unref();
+        this.#timers.add(t);
+      };
+      run();
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+  }
+}

@@ -1,0 +1,317 @@
+/**
+ * The upstream pool: many backends, per-backend concurrency limits with a bounded queue, and
+ * passive health (nginx's `max_fails` / `fail_timeout`: that many failures within the window
+ * take a backend out for the window; then one trial request decides).
+ */
+import type { UpstreamAddress } from './address.js';
+import { HashRing, pickLeastConnections, pickRoundRobin } from './balance.js';
+import {
+  ClosingError,
+  NoBackendError,
+  QueueFullError,
+  QueueTimeoutError,
+  type ScgiError,
+} from './errors.js';
+
+export type BackendState = 'up' | 'down' | 'probing';
+
+/** A snapshot of one backend, from `stats()`. */
+export interface BackendStats {
+  readonly address: string;
+  readonly state: BackendState;
+  /** Marked down by the active health check. */
+  readonly healthy: boolean;
+  readonly weight: number;
+  readonly maxConnections: number;
+  readonly active: number;
+  readonly served: number;
+  readonly failed: number;
+  readonly lastError: string | null;
+  /** Exponentially weighted moving average of the time to the response head, in ms. */
+  readonly latencyEwma: number | null;
+}
+
+export interface PoolStats {
+  readonly queued: number;
+  readonly backends: BackendStats[];
+}
+
+export class Backend {
+  readonly address: UpstreamAddress;
+  readonly weight: number;
+  readonly maxConnections: number;
+  active = 0;
+  currentWeight = 0;
+  served = 0;
+  failed = 0;
+  lastError: string | null = null;
+  latencyEwma: number | null = null;
+  /** Failure times inside the current window. */
+  fails: number[] = [];
+  downUntil = 0;
+  trialInFlight = false;
+  /** Set by active health checks. */
+  healthy = true;
+
+  constructor(address: UpstreamAddress, weight: number, maxConnections: number) {
+    this.address = address;
+    this.weight = weight;
+    this.maxConnections = maxConnections;
+  }
+
+  state(now: number): BackendState {
+    if (this.downUntil === 0) return 'up';
+    return now < this.downUntil ? 'down' : 'probing';
+  }
+
+  hasRoom(): boolean {
+    return this.maxConnections === 0 || this.active < this.maxConnections;
+  }
+}
+
+export interface PoolOptions {
+  readonly balance: 'round-robin' | 'least-connections' | 'hash';
+  readonly maxQueue: number;
+  readonly queueTimeout: number;
+  readonly maxFails: number;
+  readonly failTimeout: number;
+}
+
+interface Waiter {
+  key: string | undefined;
+  tried: ReadonlySet<Backend>;
+  resolve: (b: Backend) => void;
+  reject: (err: ScgiError) => void;
+  timer: NodeJS.Timeout | null;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | null;
+}
+
+/** The outcome of one exchange, reported back to the pool exactly once. */
+export interface Outcome {
+  /** The backend answered with a response head. */
+  readonly ok: boolean;
+  /** Counts against the backend's health (connect failures, resets, timeouts before the head). */
+  readonly failure: boolean;
+  readonly error?: ScgiError | undefined;
+  readonly headMs?: number | undefined;
+}
+
+export class UpstreamPool {
+  readonly backends: readonly Backend[];
+  readonly #opts: PoolOptions;
+  readonly #ring: HashRing<Backend> | null;
+  readonly #queue: Waiter[] = [];
+  #closing = false;
+  #wakeTimer: NodeJS.Timeout | null = null;
+
+  constructor(backends: Backend[], opts: PoolOptions) {
+    this.backends = backends;
+    this.#opts = opts;
+    this.#ring =
+      opts.balance === 'hash'
+        ? new HashRing(
+            backends,
+            (b) => b.address.label,
+            (b) => b.weight,
+          )
+        : null;
+  }
+
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** Usable now (not down, healthy, a trial slot if probing) regardless of room. */
+  #usable(b: Backend, now: number): boolean {
+    if (!b.healthy) return false;
+    const state = b.state(now);
+    return state === 'up' || (state === 'probing' && !b.trialInFlight);
+  }
+
+  #pick(key: string | undefined, tried: ReadonlySet<Backend>): Backend | null {
+    const now = Date.now();
+    const eligible = (b: Backend) => !tried.has(b) && b.hasRoom() && this.#usable(b, now);
+    let b: Backend | null;
+    if (this.#ring !== null && key !== undefined) b = this.#ring.pick(key, eligible);
+    else if (this.#opts.balance === 'least-connections')
+      b = pickLeastConnections(this.backends, eligible);
+    else b = pickRoundRobin(this.backends, eligible);
+    if (b !== null) {
+      b.active++;
+      if (b.state(now) === 'probing') b.trialInFlight = true;
+    }
+    return b;
+  }
+
+  /** Seconds until the first down backend may be tried again (for Retry-After). */
+  #retryAfter(): number {
+    const now = Date.now();
+    let soonest = Number.POSITIVE_INFINITY;
+    for (const b of this.backends)
+      if (b.downUntil > now) soonest = Math.min(soonest, b.downUntil - now);
+    return Number.isFinite(soonest) ? Math.max(1, Math.ceil(soonest / 1000)) : 1;
+  }
+
+  /**
+   * A backend with room for one more request, skipping `tried`. Waits in the bounded queue when
+   * every usable backend is at its limit; rejects at once when none is usable.
+   */
+  acquire(
+    key: string | undefined,
+    tried: ReadonlySet<Backend>,
+    signal?: AbortSignal,
+  ): Promise<Backend> | Backend {
+    if (this.#closing) throw new ClosingError();
+    const b = this.#pick(key, tried);
+    if (b !== null) return b;
+    const now = Date.now();
+    const anyUsable = this.backends.some((x) => !tried.has(x) && this.#usable(x, now));
+    if (!anyUsable) throw withRetryAfter(new NoBackendError(), this.#retryAfter());
+    if (this.#queue.length >= this.#opts.maxQueue) {
+      throw withRetryAfter(new QueueFullError(this.#opts.maxQueue), 1);
+    }
+    return new Promise<Backend>((resolve, reject) => {
+      const waiter: Waiter = { key, tried, resolve, reject, timer: null, signal, onAbort: null };
+      if (this.#opts.queueTimeout > 0) {
+        waiter.timer = setTimeout(() => {
+          this.#dequeue(waiter);
+          reject(withRetryAfter(new QueueTimeoutError(this.#opts.queueTimeout), 1));
+        }, this.#opts.queueTimeout);
+      }
+      if (signal !== undefined) {
+        waiter.onAbort = () => {
+          this.#dequeue(waiter);
+          reject(signal.reason as ScgiError);
+        };
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.#queue.push(waiter);
+    });
+  }
+
+  #dequeue(w: Waiter): void {
+    const i = this.#queue.indexOf(w);
+    if (i !== -1) this.#queue.splice(i, 1);
+    if (w.timer !== null) clearTimeout(w.timer);
+    if (w.onAbort !== null) w.signal?.removeEventListener('abort', w.onAbort);
+  }
+
+  /** Hands freed capacity to waiters, first come first served. */
+  #dispatch(): void {
+    for (let i = 0; i < this.#queue.length; ) {
+      const w = this.#queue[i]!;
+      const b = this.#pick(w.key, w.tried);
+      if (b === null) {
+        i++;
+        continue;
+      }
+      this.#dequeue(w);
+      w.resolve(b);
+    }
+    // Waiters that can no longer be served by anything usable fail now instead of timing out.
+    const now = Date.now();
+    for (const w of [...this.#queue]) {
+      if (!this.backends.some((x) => !w.tried.has(x) && this.#usable(x, now))) {
+        this.#dequeue(w);
+        w.reject(withRetryAfter(new NoBackendError(), this.#retryAfter()));
+      }
+    }
+  }
+
+  /** Reports how an exchange went; frees its slot. */
+  release(b: Backend, outcome: Outcome): void {
+    b.active--;
+    const now = Date.now();
+    const wasTrial = b.trialInFlight;
+    b.trialInFlight = false;
+    if (outcome.ok) {
+      b.served++;
+      if (outcome.headMs !== undefined) {
+        b.latencyEwma =
+          b.latencyEwma === null ? outcome.headMs : b.latencyEwma * 0.8 + outcome.headMs * 0.2;
+      }
+      if (wasTrial || b.downUntil !== 0) {
+        b.downUntil = 0;
+        b.fails = [];
+      }
+    } else {
+      if (outcome.error !== undefined) b.lastError = outcome.error.code;
+      if (outcome.failure) {
+        b.failed++;
+        this.#recordFailure(b, now, wasTrial);
+      }
+    }
+    this.#dispatch();
+  }
+
+  #recordFailure(b: Backend, now: number, wasTrial: boolean): void {
+    const { maxFails, failTimeout } = this.#opts;
+    // nginx: max_fails=0 disables accounting, and a lone server is never considered unavailable
+    // (taking out the only backend would turn every request into a 503).
+    if (maxFails === 0 || this.backends.length === 1) return;
+    b.fails = b.fails.filter((t) => now - t < failTimeout);
+    b.fails.push(now);
+    if (wasTrial || b.fails.length >= maxFails) {
+      b.downUntil = now + failTimeout;
+      b.fails = [];
+      this.#scheduleWake(failTimeout);
+    }
+  }
+
+  /** Wakes the queue when a down backend may take a trial request. */
+  #scheduleWake(ms: number): void {
+    if (this.#wakeTimer !== null || this.#closing) return;
+    this.#wakeTimer = setTimeout(() => {
+      this.#wakeTimer = null;
+      this.#dispatch();
+    }, ms + 1);
+    this.#wakeTimer.unref();
+  }
+
+  /** Health check verdict for a backend. */
+  setHealthy(b: Backend, healthy: boolean): void {
+    if (b.healthy === healthy) return;
+    b.healthy = healthy;
+    if (healthy) {
+      b.downUntil = 0;
+      b.fails = [];
+    }
+    this.#dispatch();
+  }
+
+  stats(): PoolStats {
+    const now = Date.now();
+    return {
+      queued: this.#queue.length,
+      backends: this.backends.map((b) => ({
+        address: b.address.label,
+        state: b.state(now),
+        healthy: b.healthy,
+        weight: b.weight,
+        maxConnections: b.maxConnections,
+        active: b.active,
+        served: b.served,
+        failed: b.failed,
+        lastError: b.lastError,
+        latencyEwma: b.latencyEwma,
+      })),
+    };
+  }
+
+  /** Stops taking requests: queued ones fail with SCGI_ERR_CLOSING (503). */
+  close(): void {
+    this.#closing = true;
+    if (this.#wakeTimer !== null) clearTimeout(this.#wakeTimer);
+    this.#wakeTimer = null;
+    for (const w of [...this.#queue]) {
+      this.#dequeue(w);
+      w.reject(new ClosingError());
+    }
+  }
+}
+
+function withRetryAfter(err: ScgiError, seconds: number): ScgiError {
+  (err as ScgiError & { retryAfter?: number }).retryAfter = seconds;
+  return err;
+}
