@@ -284,12 +284,14 @@ describe('examples/demo.mjs', () => {
 
   async function checkDemo(env: Record<string, string>, expectPython: boolean) {
     const run = await start('demo.mjs', env);
-    expect(run.tmp).toMatch(/scgi-demo-/);
+    // The workers' private socket directory, made by fastify-scgi's `spawn`.
+    expect(run.tmp).toMatch(/scgi-workers-/);
     const [url] = run.urls;
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:[1-9]\d*\/app\/$/);
 
-    const backends = pidsWith('scgi_server.py', `${run.tmp}/`);
-    expect(backends).toHaveLength(expectPython ? 1 : 0);
+    // Two supervised workers, each told its own socket in that directory.
+    const backends = pidsWith(expectPython ? 'scgi_server.py' : 'node-app.mjs', `${run.tmp}/`);
+    expect(backends).toHaveLength(2);
     for (const pid of backends) strays.add(pid);
 
     const env200 = await getJson(`${url}env`);
@@ -300,15 +302,15 @@ describe('examples/demo.mjs', () => {
 
     await stop(run);
     for (const pid of backends) {
-      expect(existsSync(`/proc/${pid}`), `scgi_server.py (pid ${pid}) left running`).toBe(false);
+      expect(existsSync(`/proc/${pid}`), `worker (pid ${pid}) left running`).toBe(false);
       strays.delete(pid);
     }
   }
 
-  it.runIf(havePython)('runs the Python backend and stops it with itself', () =>
+  it.runIf(havePython)('spawns 2 Python workers and stops them with itself', () =>
     checkDemo({}, true),
   );
 
-  it('falls back to the Node SCGI app without python3', () =>
+  it('falls back to Node SCGI workers without python3', () =>
     checkDemo({ PYTHON: join(root, 'no-such-python3') }, false));
 });

@@ -146,7 +146,16 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
       )
       .catch((err: Error) => fail(err as ScgiError, req, res, next));
   };
-  return Object.assign(middleware, { proxy, close, stats: () => proxy.stats() });
+  if (options.spawn !== undefined) {
+    // Start the workers now; a failure is reported through ready() and to each request.
+    proxy.ready().catch(() => {});
+  }
+  return Object.assign(middleware, {
+    proxy,
+    close,
+    stats: () => proxy.stats(),
+    ready: () => proxy.ready(),
+  });
 }
 
 export default scgiProxy;

@@ -123,6 +123,9 @@ async function fastifyScgiPlugin(
   checkHook('onError', options.onError);
   const core: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) if (!ADAPTER_KEYS.has(k)) core[k] = v;
+  // Worker output and lifecycle events go to Fastify's logger.
+  if (core.spawn !== undefined && core.logger === undefined)
+    core.logger = fastify.log.child({ plugin: 'fastify-scgi' });
   const proxy = new ScgiProxy(core as unknown as ScgiProxyOptions);
   const defaults = {
     rewriteEnv: options.rewriteEnv,
@@ -138,6 +141,10 @@ async function fastifyScgiPlugin(
   fastify.addHook('onClose', async () => {
     await proxy.close(0);
   });
+
+  // With `spawn`, registration waits until the workers accept connections; a worker command that
+  // fails at start fails `register()` / `ready()` with SCGI_ERR_SPAWN.
+  await proxy.ready();
 
   if (!fastify.hasDecorator('scgiProxy')) fastify.decorate('scgiProxy', proxy);
   else fastify.scgiProxy = proxy;

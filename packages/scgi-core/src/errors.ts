@@ -210,3 +210,6 @@ export const QueueTimeoutError = define(
   'Waited %s ms for a free SCGI backend connection',
 );
 export const ClosingError = define('SCGI_ERR_CLOSING', 503, 'The SCGI proxy is shutting down');
+
+// --- spawned workers -----------------------------------------------------------------------
+export const SpawnError = define('SCGI_ERR_SPAWN', 500, 'SCGI worker %s failed to start: %s');

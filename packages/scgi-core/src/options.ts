@@ -9,6 +9,12 @@ import { type Connector, defaultConnector } from './connect.js';
 import { InvalidOptionError } from './errors.js';
 import { type HealthCheckOptions, type ResolvedHealthCheck, resolveHealthCheck } from './health.js';
 import { Backend } from './pool.js';
+import {
+  type ResolvedSpawnOptions,
+  resolveSpawnOptions,
+  type ScgiLogger,
+  type SpawnOptions,
+} from './spawn.js';
 
 /** One backend of a pool. */
 export interface UpstreamEntry {
@@ -49,7 +55,15 @@ export interface ScgiProxyOptions extends CgiEnvOptions {
    * Prefer a Unix socket: SCGI opens one connection per request, and over TCP the closed
    * connections pile up in TIME_WAIT under load.
    */
-  upstream: UpstreamOption;
+  upstream?: UpstreamOption;
+  /**
+   * Start and supervise the backends instead of connecting to existing ones: each worker gets
+   * its own Unix socket in a private 0700 directory (`{socket}` in `args`, `SCGI_SOCKET` in its
+   * environment). Use instead of `upstream`.
+   */
+  spawn?: SpawnOptions;
+  /** Logger for worker output and lifecycle events (pino-compatible; Fastify passes its own). */
+  logger?: ScgiLogger;
   /**
    * Backend selection: smooth weighted round-robin, least connections, or a consistent hash of
    * a request key.
@@ -161,6 +175,8 @@ export interface ResolvedProxyOptions {
   readonly retryTimeout: number;
   readonly healthCheck: ResolvedHealthCheck | null;
   readonly closeGrace: number;
+  readonly spawn: ResolvedSpawnOptions | null;
+  readonly logger: ScgiLogger | null;
   readonly connectTimeout: number;
   readonly headersTimeout: number;
   readonly idleTimeout: number;
@@ -198,6 +214,8 @@ const PROXY_KEYS = new Set([
   'retryTimeout',
   'healthCheck',
   'closeGrace',
+  'spawn',
+  'logger',
   'connectTimeout',
   'headersTimeout',
   'idleTimeout',
@@ -213,9 +231,24 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
   if (options === null || typeof options !== 'object') {
     throw new InvalidOptionError('options', 'must be an object');
   }
-  if (options.upstream === undefined) throw new InvalidOptionError('upstream', 'is required');
+  if (options.upstream === undefined && options.spawn === undefined) {
+    throw new InvalidOptionError('upstream', 'is required (or spawn, to start the backends)');
+  }
+  if (options.upstream !== undefined && options.spawn !== undefined) {
+    throw new InvalidOptionError('spawn', 'cannot be used together with upstream');
+  }
+  if (
+    options.logger !== undefined &&
+    (options.logger === null || typeof options.logger.warn !== 'function')
+  ) {
+    throw new InvalidOptionError('logger', 'must have info, warn and error methods');
+  }
   const defaultMax = nonNegativeInt('maxConnections', options.maxConnections, 0);
-  const backends = resolveBackends(options.upstream, defaultMax);
+  const spawn = options.spawn === undefined ? null : resolveSpawnOptions(options.spawn);
+  const backends = resolveBackends(
+    spawn === null ? options.upstream : spawn.sockets.map((p) => `unix:${p}`),
+    defaultMax,
+  );
   const { balance, hashKey } = resolveBalance(options.balance);
   if (options.connector !== undefined && typeof options.connector !== 'function') {
     throw new InvalidOptionError('connector', 'must be a function');
@@ -242,6 +275,8 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
     retryTimeout: nonNegativeInt('retryTimeout', options.retryTimeout, 0),
     healthCheck: resolveHealthCheck(options.healthCheck),
     closeGrace: nonNegativeInt('closeGrace', options.closeGrace, 10_000),
+    spawn,
+    logger: options.logger ?? null,
     connectTimeout: nonNegativeInt('connectTimeout', options.connectTimeout, 10_000),
     headersTimeout: nonNegativeInt('headersTimeout', options.headersTimeout, 60_000),
     idleTimeout: nonNegativeInt('idleTimeout', options.idleTimeout, 60_000),

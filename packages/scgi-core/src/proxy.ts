@@ -10,7 +10,7 @@ import { buildCgiEnv } from './cgi-env.js';
 import { channels } from './diagnostics.js';
 import { BodyTooLargeError, ClosingError, RequestAbortedError, type ScgiError } from './errors.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
-import { HealthChecker } from './health.js';
+import { HealthChecker, resolveHealthCheck } from './health.js';
 import {
   type ResolvedProxyOptions,
   resolveProxyOptions,
@@ -18,6 +18,7 @@ import {
 } from './options.js';
 import { Backend, type PoolStats, UpstreamPool } from './pool.js';
 import { encodeScgiHead } from './scgi-head.js';
+import { WorkerSupervisor } from './spawn.js';
 import { spoolBody } from './spool.js';
 import type { EnvPair } from './types.js';
 
@@ -80,6 +81,8 @@ export class ScgiProxy {
   readonly pool: UpstreamPool;
   readonly #inFlight = new Set<Exchange>();
   readonly #health: HealthChecker | null;
+  readonly #supervisor: WorkerSupervisor | null;
+  #ready: Promise<void> | null = null;
   #closing = false;
   #idleWaiters: Array<() => void> = [];
 
@@ -93,8 +96,26 @@ export class ScgiProxy {
       maxFails: o.maxFails,
       failTimeout: o.failTimeout,
     });
-    this.#health =
-      o.healthCheck === null ? null : new HealthChecker(this.pool, o.healthCheck, o.connector);
+    this.#supervisor = o.spawn === null ? null : new WorkerSupervisor(o.spawn, this.pool, o.logger);
+    // Spawned workers can also stop accepting without exiting: a connect check catches that.
+    const check = o.healthCheck ?? (o.spawn === null ? null : SPAWN_HEALTH_CHECK);
+    this.#health = check === null ? null : new HealthChecker(this.pool, check, o.connector);
+  }
+
+  /**
+   * Resolves when the proxy can serve: at once for `upstream`; with `spawn`, once every initial
+   * worker accepts connections (rejects with `SCGI_ERR_SPAWN` naming the command and its stderr).
+   */
+  ready(): Promise<void> {
+    if (this.#ready === null) {
+      this.#ready = this.#supervisor === null ? Promise.resolve() : this.#supervisor.start();
+    }
+    return this.#ready;
+  }
+
+  /** Pids of the spawned workers by slot (empty without `spawn`). */
+  workerPids(): Array<number | null> {
+    return this.#supervisor?.pids() ?? [];
   }
 
   /** Per-backend state and counters. */
@@ -112,8 +133,8 @@ export class ScgiProxy {
    * `ScgiError` (its `statusCode` is the answer to give: 400/413/502/503/504) before that.
    */
   async request(req: ProxiedRequest, opts: ScgiRequestOptions = {}): Promise<ScgiResponse> {
-    const o = this.options;
     if (this.#closing) throw new ClosingError();
+    if (this.#supervisor !== null) await this.ready();
     const id = ++nextId;
     if (channels.start.hasSubscribers) channels.start.publish({ id, request: req });
     let signal = opts.signal;
@@ -293,8 +314,12 @@ export class ScgiProxy {
     this.#closing = true;
     this.pool.close();
     this.#health?.stop();
-    if (this.#inFlight.size === 0) return;
-    await new Promise<void>((resolve) => {
+    if (this.#inFlight.size > 0) await this.#drain(grace);
+    await this.#supervisor?.stop();
+  }
+
+  #drain(grace: number): Promise<void> {
+    return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         for (const ex of [...this.#inFlight]) ex.destroy(new ClosingError());
         resolve();
@@ -309,6 +334,7 @@ export class ScgiProxy {
 }
 
 const NO_BODY: ExchangeBody = { kind: 'none' };
+const SPAWN_HEALTH_CHECK = resolveHealthCheck({ interval: 1000, timeout: 1000 })!;
 const RESET_CODES = new Set([
   'SCGI_ERR_UPSTREAM_RESET',
   'SCGI_ERR_UPSTREAM_CLOSED',

@@ -1,0 +1,406 @@
+/**
+ * Spawned worker pools, as Apache mod_fcgid and lighttpd's `bin-path` do: the proxy starts its
+ * SCGI backends itself, each on its own Unix socket in a private 0700 directory, waits until each
+ * accepts connections, restarts the ones that die (with exponential backoff, and not in a hot
+ * loop when a worker crashes at start), sizes the pool between `minInstances` and `maxInstances`
+ * by load, and stops them all on close. No worker outlives the Node process on any exit path
+ * Node can observe: close, SIGINT, SIGTERM, an uncaught exception.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { InvalidOptionError, type ScgiError, SpawnError } from './errors.js';
+import type { Backend, UpstreamPool } from './pool.js';
+
+/** A pino-compatible logger (Fastify's `log`), used for worker output and lifecycle events. */
+export interface ScgiLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface SpawnOptions {
+  /** The worker program, e.g. `python3` or `uwsgi`. */
+  command: string;
+  /**
+   * Its arguments; `{socket}` is replaced with the worker's Unix socket path (also given in the
+   * environment variable `SCGI_SOCKET`).
+   */
+  args?: readonly string[];
+  /** Workers to run. @default 2 */
+  instances?: number;
+  /** With sizing: fewest workers. @default instances */
+  minInstances?: number;
+  /** With sizing: most workers; more than `minInstances` turns sizing by load on. @default instances */
+  maxInstances?: number;
+  /** ms an extra worker (above `minInstances`) may stay idle before it is stopped. @default 30000 */
+  idleTimeout?: number;
+  /** Working directory of the workers. @default process.cwd() */
+  cwd?: string;
+  /** Extra environment variables (added to the parent's environment). */
+  env?: Readonly<Record<string, string>>;
+  /** ms a worker may take to accept connections after it starts. @default 10000 */
+  readyTimeout?: number;
+  /** ms between SIGTERM and SIGKILL when stopping a worker. @default 5000 */
+  killTimeout?: number;
+  /** First restart delay in ms; doubles per failed start up to `maxRestartDelay`. @default 100 */
+  restartDelay?: number;
+  /** @default 10000 */
+  maxRestartDelay?: number;
+  /** Failed starts in a row after which a worker is reported and no longer restarted. @default 5 */
+  maxStartFailures?: number;
+}
+
+export interface ResolvedSpawnOptions {
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly minInstances: number;
+  readonly maxInstances: number;
+  readonly idleTimeout: number;
+  readonly cwd: string | undefined;
+  readonly env: Readonly<Record<string, string>>;
+  readonly readyTimeout: number;
+  readonly killTimeout: number;
+  readonly restartDelay: number;
+  readonly maxRestartDelay: number;
+  readonly maxStartFailures: number;
+  /** The private directory holding the worker sockets. */
+  readonly dir: string;
+  readonly sockets: readonly string[];
+}
+
+function int(name: string, v: unknown, d: number, min: number): number {
+  if (v === undefined) return d;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
+    throw new InvalidOptionError(`spawn.${name}`, `must be an integer >= ${min}`);
+  }
+  return v;
+}
+
+/** Validates `spawn` options and makes the private socket directory. */
+export function resolveSpawnOptions(o: SpawnOptions): ResolvedSpawnOptions {
+  if (o === null || typeof o !== 'object')
+    throw new InvalidOptionError('spawn', 'must be an object');
+  if (typeof o.command !== 'string' || o.command === '') {
+    throw new InvalidOptionError('spawn.command', 'must be a non-empty string');
+  }
+  if (
+    o.args !== undefined &&
+    (!Array.isArray(o.args) || o.args.some((a) => typeof a !== 'string'))
+  ) {
+    throw new InvalidOptionError('spawn.args', 'must be a list of strings');
+  }
+  if (o.env !== undefined && (o.env === null || typeof o.env !== 'object')) {
+    throw new InvalidOptionError('spawn.env', 'must be an object of strings');
+  }
+  if (o.cwd !== undefined && typeof o.cwd !== 'string')
+    throw new InvalidOptionError('spawn.cwd', 'must be a string');
+  const instances = int('instances', o.instances, 2, 1);
+  const minInstances = int('minInstances', o.minInstances, instances, 1);
+  const maxInstances = int('maxInstances', o.maxInstances, Math.max(instances, minInstances), 1);
+  if (maxInstances < minInstances)
+    throw new InvalidOptionError('spawn.maxInstances', 'must be >= minInstances');
+  const dir = mkdtempSync(join(tmpdir(), 'scgi-workers-'));
+  chmodSync(dir, 0o700);
+  return Object.freeze({
+    command: o.command,
+    args: Object.freeze([...(o.args ?? [])]),
+    minInstances,
+    maxInstances,
+    idleTimeout: int('idleTimeout', o.idleTimeout, 30_000, 1),
+    cwd: o.cwd,
+    env: Object.freeze({ ...o.env }),
+    readyTimeout: int('readyTimeout', o.readyTimeout, 10_000, 1),
+    killTimeout: int('killTimeout', o.killTimeout, 5000, 0),
+    restartDelay: int('restartDelay', o.restartDelay, 100, 1),
+    maxRestartDelay: int('maxRestartDelay', o.maxRestartDelay, 10_000, 1),
+    maxStartFailures: int('maxStartFailures', o.maxStartFailures, 5, 1),
+    dir,
+    sockets: Object.freeze(
+      Array.from({ length: maxInstances }, (_, i) => join(dir, `worker-${i}.sock`)),
+    ),
+  });
+}
+
+// Every live worker of every supervisor, killed synchronously when the process exits.
+const liveChildren = new Set<ChildProcess>();
+const liveDirs = new Set<string>();
+let hooksInstalled = false;
+function killAllNow(): void {
+  for (const c of liveChildren) {
+    try {
+      c.kill('SIGKILL');
+    } catch {}
+  }
+  for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
+}
+function installExitHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  // 'exit' also runs after an uncaught exception. A signal's default action would end the
+  // process without 'exit', so for SIGINT/SIGTERM we kill the workers and then re-raise the
+  // signal with our handler gone, keeping Node's default behaviour when nobody else listens.
+  process.once('exit', killAllNow);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const handler = () => {
+      killAllNow();
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.once(sig, handler);
+  }
+}
+
+/** A worker up this long is considered to have started fine. */
+const STABLE_MS = 5000;
+
+interface Slot {
+  readonly index: number;
+  readonly socket: string;
+  readonly backend: Backend;
+  child: ChildProcess | null;
+  ready: boolean;
+  wanted: boolean;
+  startFailures: number;
+  readyAt: number;
+  restartTimer: NodeJS.Timeout | null;
+  lastBusy: number;
+  stderrTail: string[];
+}
+
+/** Starts, watches and stops the workers behind a pool. */
+export class WorkerSupervisor {
+  readonly #o: ResolvedSpawnOptions;
+  readonly #pool: UpstreamPool;
+  readonly #log: ScgiLogger | null;
+  readonly #slots: Slot[];
+  #stopping = false;
+  #sizer: NodeJS.Timeout | null = null;
+
+  constructor(o: ResolvedSpawnOptions, pool: UpstreamPool, logger: ScgiLogger | null) {
+    this.#o = o;
+    this.#pool = pool;
+    this.#log = logger;
+    this.#slots = pool.backends.map((backend, index) => ({
+      index,
+      socket: o.sockets[index]!,
+      backend,
+      child: null,
+      ready: false,
+      wanted: false,
+      startFailures: 0,
+      readyAt: 0,
+      restartTimer: null,
+      lastBusy: Date.now(),
+      stderrTail: [],
+    }));
+    for (const s of this.#slots) pool.setHealthy(s.backend, false);
+    liveDirs.add(o.dir);
+    installExitHooks();
+  }
+
+  /** Starts `minInstances` workers; resolves when all accept connections, or rejects (and cleans up). */
+  async start(): Promise<void> {
+    const first = this.#slots.slice(0, this.#o.minInstances);
+    try {
+      await Promise.all(first.map((s) => this.#launch(s)));
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    if (this.#o.maxInstances > this.#o.minInstances) {
+      this.#sizer = setInterval(() => this.#resize(), 250);
+      this.#sizer.unref();
+    }
+  }
+
+  /** Worker pids, by slot (null where no worker runs). */
+  pids(): Array<number | null> {
+    return this.#slots.map((s) => s.child?.pid ?? null);
+  }
+
+  #launch(slot: Slot): Promise<void> {
+    slot.wanted = true;
+    rmSync(slot.socket, { force: true });
+    const o = this.#o;
+    const args = o.args.map((a) => a.replaceAll('{socket}', slot.socket));
+    const child = spawn(o.command, args, {
+      cwd: o.cwd,
+      env: { ...process.env, ...o.env, SCGI_SOCKET: slot.socket },
+      stdio: ['ignore', this.#log === null ? 'inherit' : 'pipe', 'pipe'],
+    });
+    slot.child = child;
+    slot.ready = false;
+    slot.stderrTail = [];
+    liveChildren.add(child);
+    const tag = { worker: slot.index, workerPid: child.pid };
+    if (child.stdout !== null && this.#log !== null) {
+      createInterface({ input: child.stdout }).on('line', (line) =>
+        this.#log?.info({ ...tag, stream: 'stdout' }, line),
+      );
+    }
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      slot.stderrTail.push(line);
+      if (slot.stderrTail.length > 20) slot.stderrTail.shift();
+      if (this.#log !== null) this.#log.warn({ ...tag, stream: 'stderr' }, line);
+      else process.stderr.write(`[scgi worker ${slot.index}] ${line}\n`);
+    });
+
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const started = Date.now();
+      const fail = (why: string) => {
+        if (settled) return;
+        settled = true;
+        // Give the stderr reader a moment so the tail says why.
+        setTimeout(() => {
+          const tail = slot.stderrTail.slice(-5).join(' | ');
+          reject(
+            new SpawnError(
+              `${o.command} ${args.join(' ')}`,
+              tail === '' ? why : `${why}; stderr: ${tail}`,
+            ),
+          );
+        }, 50);
+      };
+      child.once('error', (err) => fail(err.message));
+      child.once('exit', (code, signal) => {
+        liveChildren.delete(child);
+        if (slot.child === child) slot.child = null;
+        if (!settled) fail(`exited before accepting connections (code ${code}, signal ${signal})`);
+        else this.#onExit(slot, code, signal);
+      });
+      const poll = () => {
+        if (settled) return;
+        if (Date.now() - started > o.readyTimeout) {
+          child.kill('SIGKILL');
+          fail(`did not accept connections on its socket within ${o.readyTimeout} ms`);
+          return;
+        }
+        const s = connect(slot.socket);
+        s.once('connect', () => {
+          s.destroy();
+          if (settled) return;
+          settled = true;
+          slot.ready = true;
+          slot.readyAt = Date.now();
+          slot.lastBusy = slot.readyAt;
+          this.#pool.setHealthy(slot.backend, true);
+          this.#log?.info({ ...tag }, 'scgi worker ready');
+          resolve();
+        });
+        s.once('error', () => {
+          s.destroy();
+          setTimeout(poll, 25);
+        });
+      };
+      poll();
+    });
+  }
+
+  /** A worker exited: out of rotation at once, then restarted with backoff. */
+  #onExit(slot: Slot, code: number | null, signal: NodeJS.Signals | null): void {
+    slot.ready = false;
+    this.#pool.setHealthy(slot.backend, false);
+    if (this.#stopping || !slot.wanted) return;
+    // A worker that dies soon after it came up counts as a failed start: the backoff grows and
+    // a worker that cannot stay up is reported instead of restarted in a loop.
+    if (Date.now() - slot.readyAt < STABLE_MS) slot.startFailures++;
+    else slot.startFailures = 0;
+    this.#log?.warn({ worker: slot.index, code, signal }, 'scgi worker exited; restarting');
+    this.#scheduleRestart(slot);
+  }
+
+  #scheduleRestart(slot: Slot): void {
+    const o = this.#o;
+    if (slot.startFailures >= o.maxStartFailures) {
+      this.#log?.error(
+        { worker: slot.index, failures: slot.startFailures, stderr: slot.stderrTail.slice(-5) },
+        'scgi worker keeps failing at start; not restarting it',
+      );
+      return;
+    }
+    const delay = Math.min(o.maxRestartDelay, o.restartDelay * 2 ** slot.startFailures);
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = null;
+      if (this.#stopping || !slot.wanted) return;
+      this.#launch(slot).catch((err: ScgiError) => {
+        slot.startFailures++;
+        this.#log?.warn({ worker: slot.index, err: err.message }, 'scgi worker failed to start');
+        if (slot.child !== null) this.#kill(slot.child);
+        this.#scheduleRestart(slot);
+      });
+    }, delay);
+    slot.restartTimer.unref();
+  }
+
+  /** Sizing by load: one more worker while requests queue or every worker is busy; idle extras stop. */
+  #resize(): void {
+    if (this.#stopping) return;
+    const now = Date.now();
+    const running = this.#slots.filter((s) => s.wanted);
+    for (const s of running) if (s.backend.active > 0) s.lastBusy = now;
+    const busy = running.every(
+      (s) => !s.ready || s.backend.active >= Math.max(1, s.backend.maxConnections),
+    );
+    const starting = running.some((s) => s.wanted && !s.ready);
+    if ((this.#pool.queued > 0 || busy) && !starting && running.length < this.#o.maxInstances) {
+      const slot = this.#slots.find((s) => !s.wanted);
+      if (slot !== undefined) {
+        this.#log?.info({ worker: slot.index }, 'scgi pool busy: starting a worker');
+        this.#launch(slot).catch((err: ScgiError) => {
+          slot.wanted = false;
+          this.#log?.warn(
+            { worker: slot.index, err: err.message },
+            'scgi extra worker failed to start',
+          );
+        });
+      }
+      return;
+    }
+    if (running.length > this.#o.minInstances) {
+      const idle = running
+        .filter((s) => s.index >= this.#o.minInstances && s.ready && s.backend.active === 0)
+        .find((s) => now - s.lastBusy > this.#o.idleTimeout);
+      if (idle !== undefined) {
+        this.#log?.info({ worker: idle.index }, 'scgi worker idle: stopping it');
+        idle.wanted = false;
+        this.#pool.setHealthy(idle.backend, false);
+        if (idle.child !== null) void this.#kill(idle.child);
+      }
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after `killTimeout`; resolves when the process is gone. */
+  #kill(child: ChildProcess): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), this.#o.killTimeout);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.kill('SIGTERM');
+    });
+  }
+
+  /** Stops every worker and removes the sockets and the directory. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    if (this.#sizer !== null) clearInterval(this.#sizer);
+    this.#sizer = null;
+    const kills: Promise<void>[] = [];
+    for (const s of this.#slots) {
+      s.wanted = false;
+      if (s.restartTimer !== null) clearTimeout(s.restartTimer);
+      s.restartTimer = null;
+      this.#pool.setHealthy(s.backend, false);
+      if (s.child !== null) kills.push(this.#kill(s.child));
+    }
+    await Promise.all(kills);
+    rmSync(this.#o.dir, { recursive: true, force: true });
+    liveDirs.delete(this.#o.dir);
+  }
+}
