@@ -75,7 +75,8 @@ export function findBinary(name) {
  */
 export async function startUwsgi(dir, kind, { processes = 4 } = {}) {
   const uwsgi = findBinary('uwsgi');
-  if (uwsgi === undefined) throw new Error('uwsgi not found (Debian: uwsgi-core uwsgi-plugin-python3)');
+  if (uwsgi === undefined)
+    throw new Error('uwsgi not found (Debian: uwsgi-core uwsgi-plugin-python3)');
   writeFileSync(join(dir, 'app.py'), WSGI_APP);
   const common = [
     ...['--plugin', 'python3', '--wsgi-file', join(dir, 'app.py'), '--need-app'],
@@ -97,7 +98,9 @@ export async function startUwsgi(dir, kind, { processes = 4 } = {}) {
   }
   const proc = startProcess(`uwsgi-${kind}`, uwsgi, args, { cwd: dir });
   const probeTarget =
-    kind === 'scgi' ? { path: sockets.unix } : { host: '127.0.0.1', port: Number(sockets.http.split(':')[1]) };
+    kind === 'scgi'
+      ? { path: sockets.unix }
+      : { host: '127.0.0.1', port: Number(sockets.http.split(':')[1]) };
   await waitReady(proc, async () => {
     const spawned = proc.log().match(/spawned uWSGI worker/g)?.length ?? 0;
     return spawned >= processes && (await canConnect(probeTarget)) ? true : undefined;
@@ -105,13 +108,15 @@ export async function startUwsgi(dir, kind, { processes = 4 } = {}) {
   return { proc, sockets, kind };
 }
 
-/** nginx's stock scgi_params, plus SCRIPT_NAME and PATH_INFO (uWSGI does not derive them). */
+/**
+ * nginx's stock scgi_params (nginx adds CONTENT_LENGTH first itself), plus SCRIPT_NAME and
+ * PATH_INFO, which uWSGI does not derive; the Node fronts send both.
+ */
 const SCGI_PARAMS = `
       scgi_param  REQUEST_METHOD     $request_method;
       scgi_param  REQUEST_URI        $request_uri;
       scgi_param  QUERY_STRING       $query_string;
       scgi_param  CONTENT_TYPE       $content_type;
-      scgi_param  CONTENT_LENGTH     $content_length;
       scgi_param  DOCUMENT_URI       $document_uri;
       scgi_param  DOCUMENT_ROOT      $document_root;
       scgi_param  SCGI               1;

@@ -49,14 +49,15 @@ export function makeTempDir(prefix = 'scgi-b-') {
 
 /**
  * Spawns `cmd args` detached (its own process group), stdout and stderr collected (the last
- * 64 KiB). `onLine` sees each stdout/stderr line (readiness lines).
+ * 64 KiB). `onLine` sees each stdout/stderr line (readiness lines); `ipc` adds a message channel
+ * (`child.send`, as `fork` gives).
  */
-export function startProcess(name, cmd, args, { cwd, env, onLine } = {}) {
+export function startProcess(name, cmd, args, { cwd, env, onLine, ipc = false } = {}) {
   const child = spawn(cmd, args, {
     cwd,
     env: env ?? process.env,
     detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe', ...(ipc ? ['ipc'] : [])],
   });
   let log = '';
   let partial = '';
@@ -115,7 +116,9 @@ export async function waitReady(proc, probe, timeoutMs = 15_000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (proc.exitStatus !== undefined) {
-      throw new Error(`${proc.name} exited (${proc.exitStatus}) before it was ready:\n${tail(proc)}`);
+      throw new Error(
+        `${proc.name} exited (${proc.exitStatus}) before it was ready:\n${tail(proc)}`,
+      );
     }
     const value = await probe();
     if (value !== undefined) return value;

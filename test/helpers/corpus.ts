@@ -170,7 +170,7 @@ export interface Req {
   /** Extra header lines, in order, names as written. */
   headers?: [string, string][];
   body?: Buffer | string;
-  /** Send the body with Transfer-Encoding: chunked in pieces of this size (default 64 KiB). */
+  /** Send the body with Transfer-Encoding: chunked, in 64 KiB chunks. */
   chunked?: boolean;
   /** No `Connection: close` (e.g. when the test sends its own Connection header). */
   keepAlive?: boolean;

@@ -171,9 +171,18 @@ export function send(url: string, opts: SendOptions = {}): Promise<Reply> {
         );
       },
     );
-    const timer = setTimeout(() => req.destroy(new Error('client timeout')), opts.timeoutMs ?? 15_000);
+    const timer = setTimeout(
+      () => req.destroy(new Error('client timeout')),
+      opts.timeoutMs ?? 15_000,
+    );
     req.on('error', (err: NodeJS.ErrnoException) =>
-      settle({ status: 0, headers: {}, body: Buffer.alloc(0), cut: true, error: err.code ?? err.message }),
+      settle({
+        status: 0,
+        headers: {},
+        body: Buffer.alloc(0),
+        cut: true,
+        error: err.code ?? err.message,
+      }),
     );
     if (opts.chunked !== undefined) {
       const data = opts.chunked;

@@ -11,7 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { ScgiProxyOptions } from 'scgi-core';
 import { APP_PY, PYTHON_DIR } from './backends.js';
-import { makeTempDir } from './tmp.js';
+import { makeTempDir, removeTempDir } from './tmp.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE_APP = join(ROOT, 'examples', 'node-app.mjs');
@@ -110,6 +110,8 @@ export async function waitGone(pids: readonly number[], timeoutMs = 5000): Promi
 
 export interface LogRecord {
   level: number;
+  /** ms since the epoch (pino's default `time`). */
+  time: number;
   msg: string;
   worker?: number;
   workerPid?: number;
@@ -138,7 +140,7 @@ export function recordingLogger(): { logger: ScgiLogger; records: LogRecord[] } 
   const at =
     (level: number) =>
     (obj: object, msg = '') =>
-      void records.push({ ...obj, level, msg });
+      void records.push({ ...obj, level, msg, time: Date.now() });
   return { logger: { info: at(30), warn: at(40), error: at(50) }, records };
 }
 
@@ -230,13 +232,20 @@ export function runNode(script: string, args: string[] = []): NodeChild {
 
 /**
  * Points os.tmpdir() (which reads TMPDIR on each call) at a fresh private dir, so a test can see
- * exactly which `scgi-workers-*` dirs exist. Returns the dir and a function listing them.
+ * exactly which `scgi-workers-*` dirs exist. `restore()` puts TMPDIR back and removes the dir
+ * (vitest's workers do not always run 'exit' hooks).
  */
-export function privateTmpdir(): { dir: string; workerDirs: () => string[] } {
+export function privateTmpdir(): { dir: string; workerDirs: () => string[]; restore: () => void } {
+  const saved = process.env.TMPDIR;
   const dir = makeTempDir('scgi-spawn-tmp-');
   process.env.TMPDIR = dir;
   return {
     dir,
     workerDirs: () => readdirSync(dir).filter((n) => n.startsWith('scgi-workers-')),
+    restore: () => {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+      removeTempDir(dir);
+    },
   };
 }

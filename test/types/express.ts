@@ -32,3 +32,8 @@ const bad: ExpressScgiOptions = {};
 void bad;
 // @ts-expect-error respondOnError is a boolean
 scgiProxy({ upstream: 'unix:/a', respondOnError: 'yes' });
+// With `spawn`, the README's `await mw.ready()` and `mw.close()` are part of the type.
+const spawned = scgiProxy({ spawn: { command: 'python3', args: ['app.py', '{socket}'] } });
+expectTypeOf(spawned.ready()).toEqualTypeOf<Promise<void>>();
+expectTypeOf(spawned.close(1000)).toEqualTypeOf<Promise<void>>();
+expectTypeOf(spawned.stats().queued).toEqualTypeOf<number>();

@@ -10,6 +10,7 @@ import {
   type EnvPair,
   encodeParsedBody,
   InvalidOptionError,
+  type PoolStats,
   type ScgiError,
   ScgiProxy,
   type ScgiProxyOptions,
@@ -53,6 +54,12 @@ export type ScgiMiddleware = ((
 ) => void) & {
   /** The scgi-core engine behind this middleware. */
   readonly proxy: ScgiProxy;
+  /** Resolves when it can serve; with `spawn`, once every worker accepts connections. */
+  ready(): Promise<void>;
+  /** Graceful shutdown (`ScgiProxy.close`); with `spawn`, also stops the workers. */
+  close(grace?: number): Promise<void>;
+  /** Per-backend state and counters. */
+  stats(): PoolStats;
 };
 
 const ADAPTER_KEYS = new Set(['respondOnError', 'rewriteEnv', 'onResponse']);

@@ -185,10 +185,11 @@ async function fastifyScgiPlugin(
       })
       .then(
         async (response) => {
-          request.log.debug(
-            { upstream: response.upstream, status: response.statusCode, timings: response.timings },
-            'scgi response head',
-          );
+          // One line per exchange, once it is over: only then are the timings complete.
+          const { upstream, statusCode, timings } = response;
+          response.body.once('close', () => {
+            request.log.info({ upstream, statusCode, timings }, 'scgi response');
+          });
           reply.code(response.statusCode);
           if (response.statusMessage !== '' && request.raw.httpVersionMajor === 1) {
             (reply.raw as { statusMessage: string }).statusMessage = response.statusMessage;

@@ -107,6 +107,7 @@ export class Exchange {
   #body: UpstreamBody | null = null;
   #remaining = -1;
   #headersTimer: NodeJS.Timeout | null = null;
+  readonly #onHead: ((res: ScgiResponse) => void) | undefined;
   #resolve!: (res: ScgiResponse) => void;
   #reject!: (err: ScgiError) => void;
   readonly promise: Promise<ScgiResponse>;
@@ -119,6 +120,7 @@ export class Exchange {
     body: ExchangeBody,
     noResponseBody: boolean,
     signal: AbortSignal | undefined,
+    onHead?: (res: ScgiResponse) => void,
   ) {
     this.#opts = opts;
     this.#address = address;
@@ -127,6 +129,7 @@ export class Exchange {
     this.#reqBody = body;
     this.#noResponseBody = noResponseBody;
     this.#signal = signal;
+    this.#onHead = onHead;
     this.#parser = new CgiResponseParser({ maxHeadSize: opts.maxHeadSize });
     this.promise = new Promise<ScgiResponse>((resolve, reject) => {
       this.#resolve = resolve;
@@ -333,14 +336,18 @@ export class Exchange {
     } else if (typeof cl === 'string') {
       this.#remaining = Number(cl);
     }
-    this.#resolve({
+    const response: ScgiResponse = {
       statusCode: status,
       statusMessage: head.statusMessage,
       headers: head.headers,
       body,
       upstream: this.#address.label,
       timings: this.#timings,
-    });
+    };
+    // Before the body may end below (a whole small body, or none, can finish the exchange in
+    // this very call): observers see the head before the end.
+    this.#onHead?.(response);
+    this.#resolve(response);
     const rest = this.#parser.rest;
     if (this.#remaining === 0) {
       this.#finishBody();

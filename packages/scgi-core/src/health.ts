@@ -76,23 +76,31 @@ export function resolveHealthCheck(
   });
 }
 
-/** One check: resolves true when the backend looks healthy. Never rejects. */
+/**
+ * One check: resolves true when the backend looks healthy. Never rejects. `signal` ends it at
+ * once (socket and timer freed), so stopping the checks leaves nothing open behind.
+ */
 export function checkBackend(
   backend: Backend,
   check: ResolvedHealthCheck,
   connector: Connector,
+  signal?: AbortSignal,
 ): Promise<boolean> {
   return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
     let done = false;
     let socketRef: import('node:net').Socket | null = null;
     const finish = (ok: boolean) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       socketRef?.destroy();
       resolve(ok);
     };
+    const onAbort = () => finish(false);
     const timer = setTimeout(() => finish(false), check.timeout);
+    signal?.addEventListener('abort', onAbort, { once: true });
     connector(backend.address, { timeout: check.timeout }, (err, socket) => {
       if (err !== null || socket === null) return finish(false);
       if (done) {
@@ -139,6 +147,7 @@ export function checkBackend(
 /** Runs checks for every backend of a pool until stopped. */
 export class HealthChecker {
   readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #abort = new AbortController();
   #stopped = false;
 
   constructor(pool: UpstreamPool, check: ResolvedHealthCheck, connector: Connector) {
@@ -147,7 +156,7 @@ export class HealthChecker {
       let badRun = 0;
       const run = () => {
         if (this.#stopped) return;
-        checkBackend(backend, check, connector).then((ok) => {
+        checkBackend(backend, check, connector, this.#abort.signal).then((ok) => {
           if (this.#stopped) return;
           if (ok) {
             goodRun++;
@@ -176,6 +185,8 @@ export class HealthChecker {
 
   stop(): void {
     this.#stopped = true;
+    // Checks in progress end now: their sockets and timeout timers must not outlive close().
+    this.#abort.abort();
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
   }

@@ -225,6 +225,9 @@ export class UpstreamPool {
     const now = Date.now();
     const wasTrial = b.trialInFlight;
     b.trialInFlight = false;
+    // Also an error after the head (a body cut short): it does not count against health, but
+    // an operator looking at the backend should see it.
+    if (outcome.error !== undefined) b.lastError = outcome.error.code;
     if (outcome.ok) {
       b.served++;
       if (outcome.headMs !== undefined) {
@@ -235,12 +238,9 @@ export class UpstreamPool {
         b.downUntil = 0;
         b.fails = [];
       }
-    } else {
-      if (outcome.error !== undefined) b.lastError = outcome.error.code;
-      if (outcome.failure) {
-        b.failed++;
-        this.#recordFailure(b, now, wasTrial);
-      }
+    } else if (outcome.failure) {
+      b.failed++;
+      this.#recordFailure(b, now, wasTrial);
     }
     this.#dispatch();
   }

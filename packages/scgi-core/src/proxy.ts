@@ -265,20 +265,22 @@ export class ScgiProxy {
         body,
         req.method === 'HEAD',
         signal,
+        (response) => {
+          // Published when the head arrives, so always before `end` of the same exchange.
+          if (channels.head.hasSubscribers) {
+            channels.head.publish({
+              id,
+              request: req,
+              upstream: response.upstream,
+              statusCode: response.statusCode,
+              timings: response.timings,
+            });
+          }
+        },
       );
       this.#inFlight.add(exchange);
       try {
-        const response = await exchange.start();
-        if (channels.head.hasSubscribers) {
-          channels.head.publish({
-            id,
-            request: req,
-            upstream: response.upstream,
-            statusCode: response.statusCode,
-            timings: response.timings,
-          });
-        }
-        return response;
+        return await exchange.start();
       } catch (err) {
         const e = err as ScgiError;
         lastError = e;

@@ -62,10 +62,11 @@ export class ScgiServerRequest extends Readable {
     else if (!more) this.socket.pause();
   }
 
-  /** @internal the connection ended before the whole body came. */
-  cut(): void {
-    if (this.#remaining > 0)
-      this.destroy(new UpstreamBodyError(`request body short by ${this.#remaining} bytes`));
+  /** @internal the connection ended before the whole body came; true when it did. */
+  cut(): boolean {
+    if (this.#remaining === 0) return false;
+    this.destroy(new UpstreamBodyError(`request body short by ${this.#remaining} bytes`));
+    return true;
   }
 
   override _read(): void {
@@ -239,7 +240,11 @@ export function createScgiServer(handler: ScgiHandler, options: ScgiServerOption
       onError?.(err, socket);
       req?.destroy(err);
     });
-    socket.on('end', () => req?.cut());
+    socket.on('end', () => {
+      // A peer that shuts down before the whole request came (the proxy dropped it) will never
+      // read an answer: close, or allowHalfOpen keeps the socket open for good.
+      if (req === null || req.cut()) socket.destroy();
+    });
     socket.on('close', () => req?.cut());
     socket.on('data', (chunk: Buffer) => {
       if (req !== null) {

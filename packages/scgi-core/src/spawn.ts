@@ -7,7 +7,8 @@
  * Node can observe: close, SIGINT, SIGTERM, an uncaught exception.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,8 +104,9 @@ export function resolveSpawnOptions(o: SpawnOptions): ResolvedSpawnOptions {
   const maxInstances = int('maxInstances', o.maxInstances, Math.max(instances, minInstances), 1);
   if (maxInstances < minInstances)
     throw new InvalidOptionError('spawn.maxInstances', 'must be >= minInstances');
-  const dir = mkdtempSync(join(tmpdir(), 'scgi-workers-'));
-  chmodSync(dir, 0o700);
+  // Only the name: the supervisor makes the directory, so options that fail validation (here
+  // or in the proxy options) leave nothing behind.
+  const dir = join(tmpdir(), `scgi-workers-${randomBytes(6).toString('hex')}`);
   return Object.freeze({
     command: o.command,
     args: Object.freeze([...(o.args ?? [])]),
@@ -141,15 +143,20 @@ function installExitHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
   // 'exit' also runs after an uncaught exception. A signal's default action would end the
-  // process without 'exit', so for SIGINT/SIGTERM we kill the workers and then re-raise the
-  // signal with our handler gone, keeping Node's default behaviour when nobody else listens.
+  // process without 'exit', so when nobody else listens we kill the workers and then re-raise
+  // the signal with our handler gone, keeping Node's default behaviour. When the app listens
+  // too, the signal is its to handle (a graceful close, a log reopen on SIGHUP): the workers
+  // stay up for it, and 'exit' still kills what is left. Prepended, so the count is taken
+  // before a `once` listener of the app removes itself.
   process.once('exit', killAllNow);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const handler = () => {
+      if (process.listenerCount(sig) > 1) return;
       killAllNow();
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+      process.removeListener(sig, handler);
+      process.kill(process.pid, sig);
     };
-    process.once(sig, handler);
+    process.prependListener(sig, handler);
   }
 }
 
@@ -197,6 +204,9 @@ export class WorkerSupervisor {
       stderrTail: [],
     }));
     for (const s of this.#slots) pool.setHealthy(s.backend, false);
+    // mkdir fails when the name exists: nobody can plant the directory (or a symlink) first.
+    mkdirSync(o.dir, { mode: 0o700 });
+    chmodSync(o.dir, 0o700);
     liveDirs.add(o.dir);
     installExitHooks();
   }
@@ -250,6 +260,7 @@ export class WorkerSupervisor {
 
     return new Promise<void>((resolve, reject) => {
       let settled = false;
+      let up = false;
       const started = Date.now();
       const fail = (why: string) => {
         if (settled) return;
@@ -270,7 +281,9 @@ export class WorkerSupervisor {
         liveChildren.delete(child);
         if (slot.child === child) slot.child = null;
         if (!settled) fail(`exited before accepting connections (code ${code}, signal ${signal})`);
-        else this.#onExit(slot, code, signal);
+        // A launch that failed (e.g. killed at readyTimeout) is retried by whoever awaited it;
+        // restarting it here too would start a second worker for the slot.
+        else if (up) this.#onExit(slot, code, signal);
       });
       const poll = () => {
         if (settled) return;
@@ -284,6 +297,7 @@ export class WorkerSupervisor {
           s.destroy();
           if (settled) return;
           settled = true;
+          up = true;
           slot.ready = true;
           slot.readyAt = Date.now();
           slot.lastBusy = slot.readyAt;

@@ -2,13 +2,23 @@
 // nginx's interleaving), least connections, and the consistent-hash ring (stable keys, small
 // moves when a backend leaves).
 import { describe, expect, it } from 'vitest';
-import { type Balanceable, HashRing, pickLeastConnections, pickRoundRobin } from '../src/balance.js';
+import {
+  type Balanceable,
+  HashRing,
+  pickLeastConnections,
+  pickRoundRobin,
+} from '../src/balance.js';
 
 interface B extends Balanceable {
   name: string;
   active: number;
 }
-const mk = (name: string, weight = 1, active = 0): B => ({ name, weight, active, currentWeight: 0 });
+const mk = (name: string, weight = 1, active = 0): B => ({
+  name,
+  weight,
+  active,
+  currentWeight: 0,
+});
 const all = () => true;
 
 describe('pickRoundRobin (smooth weighted round-robin)', () => {

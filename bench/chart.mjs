@@ -1,0 +1,261 @@
+/**
+ * Turns a suite result (bench/results/latest.json) into a bar chart (SVG, no dependencies) and a
+ * markdown report. bench/run.mjs calls it after each run; it also runs on its own:
+ *
+ *   node bench/chart.mjs [--in bench/results/latest.json] [--no-docs]
+ *
+ * Writes chart.svg next to the JSON and, for a full run (not --quick) unless --no-docs, the
+ * published copies docs/bench-chart.svg and docs/bench-results.md.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  ROUND_HEADER,
+  renderTable,
+  roundRow,
+  SUMMARY_HEADER,
+  summaryRows,
+  TARGET_HEADER,
+  targetRows,
+} from './lib/report.mjs';
+import { formatSummary } from './profile-summary.mjs';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const DOCS = join(ROOT, 'docs');
+
+const COLORS = {
+  'fastify-unix': '#1f6fb4',
+  'fastify-tcp': '#74a9d8',
+  'express-unix': '#2a9d4b',
+  nginx: '#555555',
+  'reply-from': '#e07b1a',
+  'uwsgi-http': '#8e6bbf',
+};
+
+const CASE_TITLES = {
+  tiny: 'tiny: GET, 10-byte body',
+  '64k': '64k: GET, 64 KiB body',
+  '16m': '16m: GET, 16 MiB body',
+  upload: 'upload: POST 16 MiB, 8-byte answer',
+};
+
+const esc = (s) =>
+  String(s).replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+const num = (n) => Math.round(n).toLocaleString('en-US');
+
+/** Horizontal bars per case: the median, a whisker for min-max over rounds, nginx dashed. */
+export function renderSvg(result) {
+  const width = 900;
+  const labelW = 210;
+  const barX = labelW + 10;
+  const barW = 380;
+  const barH = 16;
+  const gap = 6;
+  const parts = [];
+  let y = 34;
+  parts.push(
+    `<text x="16" y="22" class="title">SCGI proxies in front of the same uWSGI app (higher is better)</text>`,
+  );
+  for (const c of result.cases) {
+    const unit = c.metric === 'reqPerSec' ? 'req/s' : 'MB/s';
+    const entries = Object.entries(c.fronts);
+    const max = Math.max(1e-9, ...entries.flatMap(([, f]) => f.rounds.map((r) => r[c.metric])));
+    const scale = (v) => (v / max) * barW;
+    y += 20;
+    parts.push(
+      `<text x="16" y="${y}" class="case">${esc(CASE_TITLES[c.name] ?? c.name)} — ${unit}, ${c.connections} connections</text>`,
+    );
+    y += 8;
+    const top = y;
+    for (const [name, f] of entries) {
+      const s = f.summary;
+      const values = f.rounds.map((r) => r[c.metric]);
+      const value = s[c.metric] ?? 0;
+      const mid = y + barH / 2;
+      parts.push(
+        `<text x="${labelW}" y="${mid + 4}" class="label" text-anchor="end">${esc(f.label ?? name)}</text>`,
+        `<rect x="${barX}" y="${y}" width="${scale(value).toFixed(1)}" height="${barH}" fill="${COLORS[name] ?? '#888'}"/>`,
+      );
+      if (values.length > 1) {
+        const x1 = barX + scale(Math.min(...values));
+        const x2 = barX + scale(Math.max(...values));
+        parts.push(
+          `<line x1="${x1.toFixed(1)}" y1="${mid}" x2="${x2.toFixed(1)}" y2="${mid}" class="whisker"/>`,
+          `<line x1="${x1.toFixed(1)}" y1="${mid - 4}" x2="${x1.toFixed(1)}" y2="${mid + 4}" class="whisker"/>`,
+          `<line x1="${x2.toFixed(1)}" y1="${mid - 4}" x2="${x2.toFixed(1)}" y2="${mid + 4}" class="whisker"/>`,
+        );
+      }
+      const ratio =
+        s.vsBaseline && name !== 'nginx' ? ` · ${s.vsBaseline.median.toFixed(2)}× nginx` : '';
+      const shown = c.metric === 'reqPerSec' ? num(value) : value.toFixed(0);
+      parts.push(
+        `<text x="${barX + barW + 8}" y="${mid + 4}" class="value">${shown} ${unit}${ratio} · p99 ${s.p99Ms?.toFixed(1) ?? '-'} ms</text>`,
+      );
+      y += barH + gap;
+    }
+    const nginx = c.fronts.nginx?.summary?.[c.metric];
+    if (nginx) {
+      const x = (barX + scale(nginx)).toFixed(1);
+      parts.push(
+        `<line x1="${x}" y1="${top - 4}" x2="${x}" y2="${y - gap + 4}" class="baseline"/>`,
+      );
+    }
+  }
+  y += 24;
+  const v = result.versions ?? {};
+  parts.push(
+    `<text x="16" y="${y}" class="foot">${esc(
+      `${result.date.slice(0, 10)} · ${result.cpu}, ${result.cores} cores · Node ${result.node} · ${v.nginx ?? 'nginx ?'} · uWSGI ${v.uwsgi ?? '?'} · ${result.plan.rounds} round(s) of ${result.plan.duration} s, median; whiskers: min-max; dashed: nginx`,
+    )}</text>`,
+  );
+  y += 12;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif">
+<style>
+  .title { font-size: 15px; font-weight: 600; fill: #222; }
+  .case { font-size: 13px; font-weight: 600; fill: #222; }
+  .label, .value { font-size: 12px; fill: #333; }
+  .foot { font-size: 10.5px; fill: #666; }
+  .whisker { stroke: #111; stroke-width: 1; }
+  .baseline { stroke: #000; stroke-width: 1; stroke-dasharray: 3 3; }
+</style>
+<rect width="100%" height="100%" fill="#ffffff"/>
+${parts.join('\n')}
+</svg>
+`;
+}
+
+/** The markdown report: targets, one table per case, the profile, the microbenchmarks. */
+export function renderMarkdown(result, { chartPath, readmePath }) {
+  const v = result.versions ?? {};
+  const labels = Object.fromEntries(
+    result.cases.flatMap((c) => Object.entries(c.fronts).map(([n, f]) => [n, f.label ?? n])),
+  );
+  const out = [
+    '# Benchmark results',
+    '',
+    `Generated by \`npm run bench\` (bench/run.mjs, then bench/chart.mjs) on ${result.date}; do not edit by hand.`,
+    `Method, fronts and caveats: [bench/README.md](${readmePath}). Raw figures: \`bench/results/latest.json\`.`,
+    '',
+    `Machine: ${result.cpu}, ${result.cores} cores, load average at start ${result.loadavgAtStart.join(' ')}; ` +
+      `Node ${result.node}, ${v.uwsgi ? `uWSGI ${v.uwsgi}` : ''}, ${v.nginx ?? ''}, ${v.python ?? ''}, ` +
+      `fastify ${v.fastify}, express ${v.express}, @fastify/reply-from ${v['@fastify/reply-from']}, autocannon ${v.autocannon}.`,
+    '',
+    `Plan: ${result.plan.rounds} round(s) of ${result.plan.duration} s per front and case after a ${result.plan.warmup} s warm-up, ` +
+      'fronts interleaved (A B C, then C B A); figures are medians over rounds. "x nginx" is the median of the per-round ' +
+      "ratios to nginx on the case's main figure (req/s; MB/s for 16m and upload), with their range. CPU% is of one core " +
+      '(/proc utime+stime over the round); peak RSS is VmHWM, reset before each round. Total time of the run: ' +
+      `${result.seconds} s.`,
+    '',
+    `![benchmark chart](${chartPath})`,
+    '',
+  ];
+  if (result.targets?.length) {
+    out.push(
+      '## Targets',
+      '',
+      renderTable(TARGET_HEADER, targetRows(result.targets), { markdown: true }),
+      '',
+    );
+  }
+  out.push('## Results', '');
+  for (const c of result.cases) {
+    out.push(
+      `### ${CASE_TITLES[c.name] ?? c.name} (${c.connections} connections)`,
+      '',
+      renderTable(SUMMARY_HEADER, summaryRows(c, labels), { markdown: true }),
+      '',
+    );
+  }
+  if (result.profile) {
+    const p = result.profile;
+    out.push(
+      `## Where fastify-scgi spends its CPU (${p.case}, \`node --cpu-prof\`)`,
+      '',
+      `Top ${p.summary.top.length} functions by self time, from one ${result.plan.duration} s round on a separate front ` +
+        `(${Math.round(p.reqPerSecWhileProfiled).toLocaleString('en-US')} req/s while profiled). Profile: \`${p.file}\`; ` +
+        'summarize again with `node bench/profile-summary.mjs FILE`.',
+      '',
+      formatSummary(p.summary, { markdown: true }),
+      '',
+    );
+  }
+  if (result.core) {
+    out.push(
+      '## scgi-core microbenchmarks (bench/core.mjs)',
+      '',
+      renderTable(
+        ['case', 'ops/s', 'µs/op', 'naive ops/s', 'ours/naive', 'spread'],
+        result.core.cases.map((c) => [
+          c.name,
+          num(c.opsPerSec),
+          c.usPerOp.toFixed(3),
+          c.naiveOpsPerSec === null ? '-' : num(c.naiveOpsPerSec),
+          c.ratio === null ? '-' : `${c.ratio.toFixed(2)}x`,
+          `${(c.spread * 100).toFixed(1)}%`,
+        ]),
+        { markdown: true },
+      ),
+      '',
+    );
+  }
+  if (result.warnings.length) {
+    out.push('## Warnings from this run', '', ...result.warnings.map((w) => `- ${w}`), '');
+  }
+  out.push('## Every round', '', '<details><summary>per-round figures</summary>', '');
+  for (const c of result.cases) {
+    const rows = [];
+    for (let i = 0; i < result.plan.rounds; i++) {
+      for (const [name, f] of Object.entries(c.fronts))
+        if (f.rounds[i]) rows.push(roundRow(name, f.rounds[i]));
+    }
+    out.push(`**${c.name}**`, '', renderTable(ROUND_HEADER, rows, { markdown: true }), '');
+  }
+  out.push('</details>', '');
+  return out.join('\n');
+}
+
+/**
+ * Writes `<outDir>/chart.svg` and `<outDir>/results.md`; with `publish`, also
+ * docs/bench-chart.svg and docs/bench-results.md. Returns the paths written.
+ */
+export function writeCharts(result, { outDir, publish }) {
+  const svg = renderSvg(result);
+  const written = [];
+  const write = (path, text) => {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, text);
+    written.push(path);
+  };
+  write(join(outDir, 'chart.svg'), svg);
+  const readme = join(ROOT, 'bench/README.md');
+  write(
+    join(outDir, 'results.md'),
+    renderMarkdown(result, { chartPath: 'chart.svg', readmePath: relative(outDir, readme) }),
+  );
+  if (publish) {
+    write(join(DOCS, 'bench-chart.svg'), svg);
+    write(
+      join(DOCS, 'bench-results.md'),
+      renderMarkdown(result, { chartPath: 'bench-chart.svg', readmePath: relative(DOCS, readme) }),
+    );
+  }
+  return written;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const { values } = parseArgs({
+    options: {
+      in: { type: 'string', default: join(ROOT, 'bench/results/latest.json') },
+      'no-docs': { type: 'boolean', default: false },
+    },
+  });
+  const input = resolve(values.in);
+  const result = JSON.parse(readFileSync(input, 'utf8'));
+  const written = writeCharts(result, {
+    outDir: dirname(input),
+    publish: !values['no-docs'] && !result.quick,
+  });
+  console.log(`written: ${written.join(', ')}`);
+}

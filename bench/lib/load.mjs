@@ -1,0 +1,96 @@
+/**
+ * The load generator: a child process of bench/run.mjs (forked with IPC) so its CPU is measured
+ * apart and it never shares an event loop with anything it measures. Each `run` message starts
+ * one autocannon run with keep-alive connections and answers with the figures.
+ *
+ * Latency is recorded here from autocannon's per-response event (float ms from hrtime), not from
+ * its histogram, which keeps whole milliseconds only: at sub-millisecond latencies p50 and p99
+ * would otherwise both read 0 or 1.
+ */
+import autocannon from 'autocannon';
+
+/** Shared by all uploads: autocannon copies it into each connection's request buffer once. */
+let uploadBody;
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return 0;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank];
+}
+
+function run({ url, method, bodySize, connections, duration, timeout }) {
+  let body;
+  if (bodySize > 0) {
+    if (uploadBody?.length !== bodySize) uploadBody = Buffer.alloc(bodySize, 0x61);
+    body = uploadBody;
+  }
+  let latencies = new Float64Array(1 << 16);
+  let count = 0;
+  let bytes = 0;
+  let other = 0;
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const tracker = autocannon(
+      {
+        url,
+        method,
+        body,
+        headers: body ? { 'content-type': 'application/octet-stream' } : undefined,
+        connections,
+        pipelining: 1,
+        duration,
+        timeout,
+        // Only our own per-response figures are used; skip autocannon's table.
+        renderProgressBar: false,
+        renderResultsTable: false,
+        renderLatencyTable: false,
+      },
+      (err, result) => {
+        if (err) return reject(err);
+        const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+        const seconds = result.duration > 0 ? result.duration : elapsed;
+        const sorted = latencies.subarray(0, count).sort();
+        resolve({
+          seconds,
+          requests: count,
+          reqPerSec: count / seconds,
+          // Bytes received (head + body) per second, and request bodies sent per second.
+          bytesPerSec: bytes / seconds,
+          uploadBytesPerSec: ((body?.length ?? 0) * count) / seconds,
+          latencyMs: {
+            p50: percentile(sorted, 50),
+            p99: percentile(sorted, 99),
+            max: percentile(sorted, 100),
+          },
+          non2xx: other,
+          errors: result.errors,
+          timeouts: result.timeouts,
+        });
+      },
+    );
+    tracker.on('response', (_client, statusCode, resBytes, responseTime) => {
+      if (statusCode < 200 || statusCode > 299) {
+        other++;
+        return;
+      }
+      if (count === latencies.length) {
+        const grown = new Float64Array(latencies.length * 2);
+        grown.set(latencies);
+        latencies = grown;
+      }
+      latencies[count++] = responseTime;
+      bytes += resBytes;
+    });
+  });
+}
+
+process.on('message', (message) => {
+  if (message?.type !== 'run') return;
+  run(message.options).then(
+    (result) => process.send({ type: 'result', id: message.id, result }),
+    (error) =>
+      process.send({ type: 'error', id: message.id, message: String(error?.stack ?? error) }),
+  );
+});
+process.on('disconnect', () => process.exit(0));
+process.send({ type: 'ready' });

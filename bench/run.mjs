@@ -1,0 +1,358 @@
+/**
+ * The benchmark suite (`npm run bench`): fastify-scgi and express-scgi side by side with nginx
+ * `scgi_pass`, @fastify/reply-from and uWSGI's own HTTP socket, all in front of the same uWSGI
+ * app, plus the scgi-core microbenchmarks (bench/core.mjs). Everything runs on 127.0.0.1 and
+ * Unix sockets in temp dirs, and stops on its own (a watchdog bounds the whole run).
+ *
+ *   node bench/run.mjs [--quick] [--cases tiny,64k,16m,upload] [--fronts nginx,fastify-unix,...]
+ *                      [--rounds N] [--duration S] [--out bench/results/latest.json]
+ *                      [--no-profile] [--no-core]
+ *
+ * See bench/README.md for the method and what each figure means.
+ */
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { writeCharts } from './chart.mjs';
+import { findBinary, startUwsgi } from './lib/backends.mjs';
+import { CASE_NAMES, CASES, checkFront } from './lib/cases.mjs';
+import { backendsFor, FRONT_NAMES, FRONTS, startFront } from './lib/fronts.mjs';
+import { startLoadGenerator } from './lib/loadgen.mjs';
+import { runCore, versions } from './lib/machine.mjs';
+import {
+  childPids,
+  cleanupAll,
+  clockTicks,
+  cpuTicks,
+  makeTempDir,
+  peakRssKb,
+  resetPeakRss,
+} from './lib/procs.mjs';
+import {
+  checkTargets,
+  ROUND_HEADER,
+  ROUND_WIDTHS,
+  renderTable,
+  round3,
+  roundRow,
+  SUMMARY_HEADER,
+  summarize,
+  summaryRows,
+  TARGET_HEADER,
+  targetRows,
+} from './lib/report.mjs';
+import { formatSummary, summarizeProfile } from './profile-summary.mjs';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const DEFAULT_OUT = join(ROOT, 'bench/results/latest.json');
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    cases: { type: 'string', default: CASE_NAMES.join(',') },
+    fronts: { type: 'string', default: FRONT_NAMES.join(',') },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    out: { type: 'string', default: DEFAULT_OUT },
+    'no-profile': { type: 'boolean', default: false },
+    'no-core': { type: 'boolean', default: false },
+    'max-seconds': { type: 'string' },
+  },
+});
+
+function list(value, known, what) {
+  const names = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const n of names) {
+    if (!known.includes(n)) {
+      console.error(`unknown ${what} "${n}"; known: ${known.join(', ')}`);
+      process.exit(2);
+    }
+  }
+  return known.filter((n) => names.includes(n)); // canonical order
+}
+const caseNames = list(args.cases, CASE_NAMES, 'case');
+const frontNames = list(args.fronts, FRONT_NAMES, 'front');
+const positive = (value, fallback, name) => {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!(n > 0)) {
+    console.error(`--${name} must be a positive number`);
+    process.exit(2);
+  }
+  return n;
+};
+const plan = {
+  rounds: Math.round(positive(args.rounds, args.quick ? 1 : 4, 'rounds')),
+  duration: positive(args.duration, args.quick ? 1 : 3, 'duration'),
+  warmup: args.quick ? 0.5 : 1,
+  settleMs: 250,
+  requestTimeout: 10,
+  baseline: frontNames.includes('nginx') ? 'nginx' : null,
+};
+// Per front and case: the warm-up, the rounds, and ~0.4 s around each run (settle, start, stop).
+const perPair = plan.warmup + plan.rounds * plan.duration + (plan.rounds + 1) * 0.4;
+const estimate =
+  caseNames.length * frontNames.length * perPair +
+  (args['no-core'] ? 0 : args.quick ? 5 : 20) +
+  (args.quick ? 5 : 20);
+const maxSeconds = positive(args['max-seconds'], Math.max(570, estimate * 1.5), 'max-seconds');
+const out = resolve(args.out);
+const outDir = dirname(out);
+// A smoke run or a run written elsewhere never replaces the published figures.
+const publish = out === DEFAULT_OUT && !args.quick;
+mkdirSync(outDir, { recursive: true });
+const profileWanted =
+  !args['no-profile'] &&
+  !args.quick &&
+  caseNames.includes('tiny') &&
+  frontNames.includes('fastify-unix');
+
+const watchdog = setTimeout(() => {
+  console.error(`\nbench: still running after ${maxSeconds} s; stopping everything.`);
+  cleanupAll();
+  process.exit(1);
+}, maxSeconds * 1000);
+watchdog.unref();
+
+for (const [bin, pkg] of [
+  ['uwsgi', 'uwsgi-core uwsgi-plugin-python3'],
+  ['nginx', 'nginx-light'],
+]) {
+  const needed = bin === 'nginx' ? frontNames.includes('nginx') : true;
+  if (needed && findBinary(bin) === undefined) {
+    console.error(`bench: ${bin} not found; install the Debian package(s) ${pkg}`);
+    process.exit(1);
+  }
+}
+
+const ticksPerSec = clockTicks();
+const startedAt = Date.now();
+const result = {
+  date: new Date().toISOString(),
+  node: process.version,
+  platform: `${process.platform}-${process.arch}`,
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: availableParallelism(),
+  loadavgAtStart: loadavg().map(round3),
+  versions: versions(ROOT),
+  quick: args.quick,
+  plan: {
+    ...plan,
+    cases: Object.fromEntries(caseNames.map((c) => [c, CASES[c]])),
+    fronts: Object.fromEntries(frontNames.map((f) => [f, FRONTS[f].label])),
+  },
+  cases: [],
+  targets: [],
+  profile: null,
+  core: null,
+  warnings: [],
+  seconds: 0,
+};
+const warn = (text) => {
+  result.warnings.push(text);
+  console.log(`  warning: ${text}`);
+};
+
+console.log(
+  `scgi benchmark suite (${args.quick ? 'quick' : 'full'}): ${caseNames.join(', ')} x ${frontNames.join(', ')}; ` +
+    `${plan.rounds} round(s) of ${plan.duration} s after a ${plan.warmup} s warm-up; about ${Math.round(estimate)} s`,
+);
+console.log(
+  `${result.cpu}, ${result.cores} cores, load average ${result.loadavgAtStart.join(' ')}, Node ${process.version}`,
+);
+if (result.loadavgAtStart[0] > result.cores / 2)
+  warn(`the machine was busy at start (load ${result.loadavgAtStart[0]})`);
+
+try {
+  if (!args['no-core']) result.core = await runCore({ root: ROOT, outDir, quick: args.quick });
+  await runFronts();
+} finally {
+  cleanupAll();
+}
+result.targets = checkTargets(result);
+result.seconds = Math.round((Date.now() - startedAt) / 1000);
+mkdirSync(outDir, { recursive: true });
+writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+
+console.log('\n== summary (medians over rounds; x nginx = median of per-round ratios, min-max) ==');
+for (const c of result.cases) {
+  console.log(`\n${c.name}: ${c.method} ${c.path}, ${c.connections} connections`);
+  console.log(renderTable(SUMMARY_HEADER, summaryRows(c)));
+}
+if (result.targets.some((t) => t.value !== null)) {
+  console.log(`\n${renderTable(TARGET_HEADER, targetRows(result.targets))}`);
+}
+if (result.profile) {
+  console.log(
+    `\nCPU profile of ${result.profile.front}, ${result.profile.case} (${result.profile.file}):`,
+  );
+  console.log(formatSummary(result.profile.summary));
+}
+const written = writeCharts(result, { outDir, publish });
+console.log(
+  `\nwritten: ${[out, ...written].map((p) => relative(ROOT, p) || p).join(', ')} (${result.seconds} s)`,
+);
+if (!publish)
+  console.log('(docs/ left alone: only a full run to the default --out publishes there)');
+process.exit(0);
+
+// ---- steps ------------------------------------------------------------------------------------
+
+/** Sum of utime + stime over `pids`, in seconds. */
+function cpuSeconds(pids) {
+  return pids.reduce((sum, pid) => sum + cpuTicks(pid), 0) / ticksPerSec;
+}
+
+async function runFronts() {
+  const uwsgi = {};
+  for (const kind of backendsFor(frontNames)) {
+    uwsgi[kind] = await startUwsgi(makeTempDir(`scgi-b${kind[0]}-`), kind);
+  }
+  const backendPids = (kind) =>
+    kind ? [uwsgi[kind].proc.pid, ...childPids(uwsgi[kind].proc.pid)] : [];
+  const load = await startLoadGenerator();
+  const fronts = {};
+  for (const name of frontNames)
+    fronts[name] = await startFront(name, uwsgi, makeTempDir('scgi-bf-'));
+  for (const name of frontNames) await checkFront(fronts[name], caseNames);
+
+  /** One timed load run against a front, with the CPU and peak RSS of every process around it. */
+  const measureRun = async (name, caseName, round) => {
+    const c = CASES[caseName];
+    const front = fronts[name];
+    const frontPids = front.pids();
+    const backPids = backendPids(FRONTS[name].backend);
+    for (const pid of frontPids) resetPeakRss(pid);
+    const before = [cpuSeconds(frontPids), cpuSeconds(backPids), cpuSeconds([load.pid])];
+    const t0 = performance.now();
+    const r = await load.run({
+      url: `${front.url}${c.path}`,
+      method: c.method,
+      bodySize: c.bodySize,
+      connections: c.connections,
+      duration: round === null ? plan.warmup : plan.duration,
+      timeout: plan.requestTimeout,
+    });
+    const wall = (performance.now() - t0) / 1000;
+    const after = [cpuSeconds(frontPids), cpuSeconds(backPids), cpuSeconds([load.pid])];
+    const pct = (i) => round3(((after[i] - before[i]) / wall) * 100);
+    return {
+      round,
+      reqPerSec: round3(r.reqPerSec),
+      mbPerSec: round3((c.bodySize > 0 ? r.uploadBytesPerSec : r.bytesPerSec) / 1e6),
+      p50Ms: round3(r.latencyMs.p50),
+      p99Ms: round3(r.latencyMs.p99),
+      maxMs: round3(r.latencyMs.max),
+      requests: r.requests,
+      seconds: round3(r.seconds),
+      errors: r.errors,
+      timeouts: r.timeouts,
+      non2xx: r.non2xx,
+      cpu: { front: pct(0), backend: backPids.length ? pct(1) : null, load: pct(2) },
+      frontCpuUsPerReq: r.requests > 0 ? round3(((after[0] - before[0]) * 1e6) / r.requests) : null,
+      peakRssMb: round3(frontPids.reduce((kb, pid) => kb + peakRssKb(pid), 0) / 1024),
+      vsBaseline: null,
+      p99VsBaseline: null,
+    };
+  };
+
+  for (const caseName of caseNames) {
+    const c = CASES[caseName];
+    console.log(`\n== ${caseName}: ${c.method} ${c.path}, ${c.connections} connections ==`);
+    const caseResult = { name: caseName, ...c, fronts: {} };
+    for (const name of frontNames) {
+      caseResult.fronts[name] = { label: FRONTS[name].label, rounds: [], summary: null };
+      const w = await measureRun(name, caseName, null); // warm-up: JIT, pools, page cache
+      if (w.errors + w.timeouts + w.non2xx > 0)
+        warn(`${caseName}/${name}: failures during warm-up`);
+      await delay(plan.settleMs);
+    }
+    console.log(renderTable(ROUND_HEADER, [], { minWidths: ROUND_WIDTHS }).split('\n')[0]);
+    for (let round = 0; round < plan.rounds; round++) {
+      // A B C, then C B A: drift in machine speed during a case favours no front.
+      const order = round % 2 === 0 ? frontNames : [...frontNames].reverse();
+      const got = {};
+      for (const name of order) {
+        got[name] = await measureRun(name, caseName, round);
+        await delay(plan.settleMs);
+      }
+      const base = plan.baseline ? got[plan.baseline] : null;
+      for (const name of frontNames) {
+        const r = got[name];
+        if (base) {
+          r.vsBaseline = base[c.metric] > 0 ? round3(r[c.metric] / base[c.metric]) : null;
+          r.p99VsBaseline = base.p99Ms > 0 ? round3(r.p99Ms / base.p99Ms) : null;
+        }
+        caseResult.fronts[name].rounds.push(r);
+        console.log(
+          renderTable(ROUND_HEADER, [roundRow(name, r)], { minWidths: ROUND_WIDTHS }).split(
+            '\n',
+          )[2],
+        );
+        if (r.errors + r.timeouts + r.non2xx > 0) {
+          warn(
+            `${caseName}/${name} round ${round + 1}: ${r.errors} errors, ${r.timeouts} timeouts, ${r.non2xx} non-2xx`,
+          );
+        }
+        if (r.cpu.load >= 90)
+          warn(
+            `${caseName}/${name} round ${round + 1}: load generator at ${Math.round(r.cpu.load)}% CPU (may be the bottleneck)`,
+          );
+        if (r.requests === 0) warn(`${caseName}/${name} round ${round + 1}: no successful request`);
+      }
+    }
+    for (const front of Object.values(caseResult.fronts))
+      front.summary = summarize(front.rounds, c.metric);
+    result.cases.push(caseResult);
+  }
+
+  if (profileWanted) await profileFront(uwsgi, load);
+  await load.stop();
+  for (const front of Object.values(fronts)) await front.stop();
+  for (const instance of Object.values(uwsgi)) await instance.proc.stop();
+}
+
+/**
+ * `node --cpu-prof` on a separate fastify-scgi front (so profiling overhead touches no measured
+ * round): start, warm up, one tiny round, clean exit (the profile is written at exit).
+ */
+async function profileFront(uwsgi, load) {
+  console.log('\n== CPU profile: fastify-unix, tiny (node --cpu-prof) ==');
+  const profDir = makeTempDir('scgi-bp-');
+  const name = 'fastify-tiny.cpuprofile';
+  const front = await startFront('fastify-unix', uwsgi, makeTempDir('scgi-bf-'), {
+    nodeFlags: ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', name],
+  });
+  const c = CASES.tiny;
+  const options = {
+    url: `${front.url}${c.path}`,
+    method: c.method,
+    bodySize: 0,
+    connections: c.connections,
+    timeout: plan.requestTimeout,
+  };
+  await load.run({ ...options, duration: plan.warmup });
+  const r = await load.run({ ...options, duration: plan.duration });
+  await front.stop();
+  const src = join(profDir, name);
+  if (!existsSync(src)) {
+    warn(`no CPU profile was written (${front.proc.exitStatus})`);
+    return;
+  }
+  const dest = join(outDir, name);
+  copyFileSync(src, dest);
+  const summary = summarizeProfile(JSON.parse(readFileSync(dest, 'utf8')), { top: 25, root: ROOT });
+  result.profile = {
+    front: 'fastify-unix',
+    case: 'tiny',
+    file: relative(ROOT, dest),
+    reqPerSecWhileProfiled: round3(r.reqPerSec),
+    summary,
+  };
+}

@@ -1,0 +1,70 @@
+// Smoke test of the benchmark suite: `bench/run.mjs --quick` starts uWSGI, a fastify-scgi front
+// and nginx, loads each for a second and writes its JSON. It checks that the suite runs and that
+// both fronts answered; never a timing (a loaded CI machine may be arbitrarily slow).
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { has } from './helpers/binaries.js';
+import { makeTempDir, removeTempDir } from './helpers/tmp.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+interface Round {
+  reqPerSec: number;
+  requests: number;
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  cpu: { front: number; backend: number | null; load: number };
+}
+interface SuiteResult {
+  quick: boolean;
+  cases: Array<{
+    name: string;
+    fronts: Record<string, { rounds: Round[]; summary: { reqPerSec: number } }>;
+  }>;
+}
+
+describe.skipIf(!has('uwsgi') || !has('nginx'))('bench/run.mjs', () => {
+  const dir = makeTempDir('scgi-bs-');
+  afterAll(() => removeTempDir(dir));
+
+  it('runs --quick for fastify-unix and nginx, exits 0 and records positive req/s for both', async () => {
+    // Written to a temp dir, so a smoke run never replaces the figures of a real run.
+    const out = join(dir, 'latest.json');
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        'bench/run.mjs',
+        '--quick',
+        '--cases',
+        'tiny',
+        '--fronts',
+        'fastify-unix,nginx',
+        '--out',
+        out,
+      ],
+      { cwd: root, encoding: 'utf8', timeout: 150_000, maxBuffer: 4 * 1024 * 1024 },
+    );
+    expect(stdout).toContain('fastify-unix');
+
+    const result = JSON.parse(readFileSync(out, 'utf8')) as SuiteResult;
+    expect(result.quick).toBe(true);
+    expect(result.cases.map((c) => c.name)).toEqual(['tiny']);
+    const fronts = result.cases[0]!.fronts;
+    expect(Object.keys(fronts)).toEqual(['fastify-unix', 'nginx']);
+    for (const front of Object.values(fronts)) {
+      expect(front.rounds).toHaveLength(1);
+      const round = front.rounds[0]!;
+      expect(round.reqPerSec).toBeGreaterThan(0);
+      expect(round.requests).toBeGreaterThan(0);
+      // Every answer was a 200: a front that fails fast must not pass for a fast one.
+      expect(round.non2xx).toBe(0);
+      expect(front.summary.reqPerSec).toBeGreaterThan(0);
+    }
+    expect(existsSync(join(dir, 'chart.svg'))).toBe(true);
+  }, 180_000);
+});
