@@ -140,6 +140,7 @@ const result = {
   cpu: cpus()[0]?.model ?? 'unknown',
   cores: availableParallelism(),
   loadavgAtStart: loadavg().map(round3),
+  loadavgAtEnd: null,
   versions: versions(ROOT),
   quick: args.quick,
   plan: {
@@ -176,6 +177,7 @@ try {
   cleanupAll();
 }
 result.targets = checkTargets(result);
+result.loadavgAtEnd = loadavg().map(round3);
 result.seconds = Math.round((Date.now() - startedAt) / 1000);
 mkdirSync(outDir, { recursive: true });
 writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);

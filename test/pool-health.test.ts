@@ -205,6 +205,7 @@ describe('active health checks (interval 100, path /status/200)', () => {
       if (req.env.PATH_INFO !== '/status/200') return next();
       req.socket.once('end', () => req.socket.destroy());
     };
+    await delay(100); // let sockets of earlier tests finish closing
     const before = resourceCounts();
     const proxy = new ScgiProxy({
       upstream: z!.address,
@@ -231,9 +232,8 @@ describe('active health checks (interval 100, path /status/200)', () => {
       (c) => c.timeout <= before.timeout && c.pipe <= before.pipe,
       500,
     );
-    expect({ timeout: after.timeout, pipe: after.pipe }).toEqual({
-      timeout: before.timeout,
-      pipe: before.pipe,
-    });
+    // Sockets of earlier tests may still be closing when `before` was taken: nothing added.
+    expect(after.timeout).toBeLessThanOrEqual(before.timeout);
+    expect(after.pipe).toBeLessThanOrEqual(before.pipe);
   });
 });

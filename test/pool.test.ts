@@ -20,6 +20,7 @@ import { has } from './helpers/binaries.js';
 import { type Front, startFastifyFront } from './helpers/fronts.js';
 import {
   errorCode,
+  eventually,
   keepAliveAgent,
   type NodeBackend,
   runConcurrently,
@@ -78,7 +79,7 @@ describe('balancing through a front to three Node SCGI backends', () => {
 
   it('least-connections sends fewer requests to a slow backend than round-robin does', async () => {
     const bs = await nodeBackends(3);
-    bs[0]!.hook = (_req, _res, next) => void setTimeout(next, 100);
+    bs[0]!.hook = (_req, _res, next) => void setTimeout(next, 200);
     const counts: Record<string, number> = {};
     for (const balance of ['round-robin', 'least-connections'] as const) {
       const front = await fastify({ upstream: bs.map((b) => b.address), balance });
@@ -362,5 +363,39 @@ describe('a saturated pool', () => {
     );
     expect(after.map((r) => r.status)).toEqual(Array(7).fill(200));
     expect(proxy.stats().backends.map((b) => b.active)).toEqual([0, 0]);
+  });
+  it('a client that goes away while queued leaves the queue at once and never reaches a backend', async () => {
+    const [b] = await nodeBackends(1);
+    const front = await fastify({
+      upstream: { address: b!.address, maxConnections: 1 },
+      maxQueue: 5,
+    });
+    const proxy = front.app.scgiProxy;
+    const holder = send(`${front.url}/slow?delay=0.5`);
+    await eventually(
+      () => proxy.inFlight,
+      (n) => n === 1,
+      1000,
+    );
+    const queued = Array.from({ length: 3 }, () => send(`${front.url}/env`, { timeoutMs: 150 }));
+    expect(
+      await eventually(
+        () => proxy.stats().queued,
+        (n) => n === 3,
+        1000,
+      ),
+    ).toBe(3);
+    // The clients give up (their connections are destroyed at 150 ms).
+    for (const r of await Promise.all(queued)) expect(r.cut).toBe(true);
+    expect(
+      await eventually(
+        () => proxy.stats().queued,
+        (n) => n === 0,
+        500,
+      ),
+    ).toBe(0);
+    expect((await holder).status).toBe(200);
+    expect(b!.hits).toBe(1);
+    expect(proxy.stats().backends[0]).toMatchObject({ active: 0, served: 1, failed: 0 });
   });
 });

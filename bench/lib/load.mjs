@@ -7,7 +7,16 @@
  * its histogram, which keeps whole milliseconds only: at sub-millisecond latencies p50 and p99
  * would otherwise both read 0 or 1.
  */
+import { createRequire } from 'node:module';
 import autocannon from 'autocannon';
+
+// autocannon appends every body chunk of every response to a string (`req.body += data`) for
+// `expectBody` and per-request `onResponse` hooks, neither of which we use. On 16 MiB answers
+// that decoding alone made the load generator the bottleneck: the body is counted, not kept.
+const PipelinedRequestsQueue = createRequire(import.meta.url)(
+  'autocannon/lib/pipelinedRequestsQueue.js',
+);
+PipelinedRequestsQueue.prototype.addBody = function addBody() {};
 
 /** Shared by all uploads: autocannon copies it into each connection's request buffer once. */
 let uploadBody;

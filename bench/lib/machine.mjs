@@ -34,6 +34,10 @@ export function versions(root) {
     '@fastify/reply-from': pkg('@fastify/reply-from'),
     undici: pkg('undici'),
     autocannon: pkg('autocannon'),
+    // What was measured: the commit, and whether the packages differed from it (uncommitted work).
+    commit: first('git', ['-C', root, 'rev-parse', '--short', 'HEAD']),
+    packagesDirty:
+      first('git', ['-C', root, 'status', '--porcelain', '--', 'packages/*/src']) !== null,
   };
 }
 

@@ -27,7 +27,10 @@ export interface ExpressLikeRequest extends IncomingMessage {
 
 export type NextFunction = (err?: unknown) => void;
 
-export interface ExpressScgiOptions extends ScgiProxyOptions {
+/** Adapter options, on top of the engine's (`upstream` or `spawn`, timeouts, limits...). */
+export type ExpressScgiOptions = ScgiProxyOptions & ExpressScgiOptionsExtra;
+
+export interface ExpressScgiOptionsExtra {
   /**
    * Answer failures before the response head directly (status from the error, a small JSON
    * body with `code` and `message`, no upstream address) instead of calling `next(err)`.

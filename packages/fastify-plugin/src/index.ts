@@ -22,7 +22,10 @@ export interface FastifyScgiHookContext {
   reply: FastifyReply;
 }
 
-export interface FastifyScgiOptions extends ScgiProxyOptions {
+/** Adapter options, on top of the engine's (`upstream` or `spawn`, timeouts, limits...). */
+export type FastifyScgiOptions = ScgiProxyOptions & FastifyScgiOptionsExtra;
+
+export interface FastifyScgiOptionsExtra {
   /**
    * Mount prefix: every method on `prefix` and `prefix/*` goes to the backend, with
    * SCRIPT_NAME = prefix. "" or omitted serves from the root.

@@ -23,5 +23,11 @@ export * from './proxy.js';
 export * from './request-path.js';
 export * from './scgi-head.js';
 export * from './server.js';
+export {
+  type ResolvedSpawnOptions,
+  type ScgiLogger,
+  type SpawnOptions,
+  WorkerSupervisor,
+} from './spawn.js';
 export { liveSpoolFiles, SpooledBody, type SpoolOptions, spoolBody } from './spool.js';
 export type * from './types.js';

@@ -49,19 +49,35 @@ export type BalanceOption<Req = unknown> =
       hash: (req: Req) => string | undefined;
     };
 
-export interface ScgiProxyOptions extends CgiEnvOptions {
-  /**
-   * The SCGI backend: `unix:/run/app.sock`, `/run/app.sock`, `host:port` or `[::1]:port`.
-   * Prefer a Unix socket: SCGI opens one connection per request, and over TCP the closed
-   * connections pile up in TIME_WAIT under load.
-   */
-  upstream?: UpstreamOption;
-  /**
-   * Start and supervise the backends instead of connecting to existing ones: each worker gets
-   * its own Unix socket in a private 0700 directory (`{socket}` in `args`, `SCGI_SOCKET` in its
-   * environment). Use instead of `upstream`.
-   */
-  spawn?: SpawnOptions;
+/**
+ * Where requests go: existing backends (`upstream`), or workers the proxy starts itself
+ * (`spawn`). Exactly one of the two.
+ */
+export type UpstreamChoice =
+  | {
+      /**
+       * The SCGI backend: `unix:/run/app.sock`, `/run/app.sock`, `host:port` or `[::1]:port`, an
+       * `{ address, weight, maxConnections }` entry, or a list of them. Prefer Unix sockets: SCGI
+       * opens one connection per request, and over TCP the closed connections pile up in
+       * TIME_WAIT under load.
+       */
+      upstream: UpstreamOption;
+      spawn?: undefined;
+    }
+  | {
+      /**
+       * Start and supervise the backends instead of connecting to existing ones: each worker gets
+       * its own Unix socket in a private 0700 directory (`{socket}` in `args`, `SCGI_SOCKET` in
+       * its environment).
+       */
+      spawn: SpawnOptions;
+      upstream?: undefined;
+    };
+
+/** Options of the engine (and of both adapters): `upstream` or `spawn`, plus the settings below. */
+export type ScgiProxyOptions = ScgiProxySettings & UpstreamChoice;
+
+export interface ScgiProxySettings extends CgiEnvOptions {
   /** Logger for worker output and lifecycle events (pino-compatible; Fastify passes its own). */
   logger?: ScgiLogger;
   /**

@@ -255,17 +255,29 @@ export class UpstreamPool {
     if (wasTrial || b.fails.length >= maxFails) {
       b.downUntil = now + failTimeout;
       b.fails = [];
-      this.#scheduleWake(failTimeout);
+      this.#scheduleWake();
     }
   }
 
-  /** Wakes the queue when a down backend may take a trial request. */
-  #scheduleWake(ms: number): void {
+  /**
+   * Wakes the queue when the next down backend may take a trial request. One timer for the
+   * soonest window end; when it fires it is set again for the next one, so a backend that went
+   * down while the timer was running is not forgotten.
+   */
+  #scheduleWake(): void {
     if (this.#wakeTimer !== null || this.#closing) return;
-    this.#wakeTimer = setTimeout(() => {
-      this.#wakeTimer = null;
-      this.#dispatch();
-    }, ms + 1);
+    const now = Date.now();
+    let soonest = Number.POSITIVE_INFINITY;
+    for (const b of this.backends) if (b.downUntil > now) soonest = Math.min(soonest, b.downUntil);
+    if (soonest === Number.POSITIVE_INFINITY) return;
+    this.#wakeTimer = setTimeout(
+      () => {
+        this.#wakeTimer = null;
+        this.#dispatch();
+        this.#scheduleWake();
+      },
+      soonest - now + 1,
+    );
     this.#wakeTimer.unref();
   }
 

@@ -1,0 +1,57 @@
+// The pool's state machine on its own (no sockets): queue hand-over when a down backend's
+// window ends, for each backend that went down, not only the first.
+import { setTimeout as delay } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { parseAddress } from '../src/address.js';
+import { ConnectError } from '../src/errors.js';
+import { Backend, type Outcome, UpstreamPool } from '../src/pool.js';
+
+const FAIL: Outcome = { ok: false, failure: true, error: new ConnectError() };
+const OK: Outcome = { ok: true, failure: false, headMs: 1 };
+
+function pool(failTimeout: number) {
+  const backends = [1, 2, 3].map((n) => new Backend(parseAddress(`127.0.0.1:${9000 + n}`), 1, 1));
+  const p = new UpstreamPool(backends, {
+    balance: 'round-robin',
+    maxQueue: 10,
+    queueTimeout: 3000,
+    maxFails: 1,
+    failTimeout,
+  });
+  return { p, backends };
+}
+
+describe('UpstreamPool: waking the queue when a down backend may be tried again', () => {
+  it('a waiter gets the second down backend when its window ends, not at queueTimeout', async () => {
+    const { p, backends } = pool(300);
+    const [a, b, c] = backends as [Backend, Backend, Backend];
+    const none = new Set<Backend>();
+    const t0 = Date.now();
+    // One slot each, all taken.
+    expect([
+      p.acquire(undefined, none),
+      p.acquire(undefined, none),
+      p.acquire(undefined, none),
+    ]).toEqual([a, b, c]);
+    p.release(a, FAIL); // a: down until t0 + 300
+    await delay(100);
+    p.release(b, FAIL); // b: down until t0 + 400
+    // c is busy: waiters queue.
+    const w1 = p.acquire(undefined, none) as Promise<Backend>;
+    expect(await w1).toBe(a); // a's trial, at ~300 ms
+    expect(Date.now() - t0).toBeLessThan(450);
+    const w2 = p.acquire(undefined, none) as Promise<Backend>;
+    expect(w2).toBeInstanceOf(Promise);
+    expect(await w2).toBe(b); // b's trial, at ~400 ms
+    expect(Date.now() - t0).toBeLessThan(700);
+    p.release(a, OK);
+    p.release(b, OK);
+    p.release(c, OK);
+    expect(p.stats().backends.map((x) => [x.state, x.active])).toEqual([
+      ['up', 0],
+      ['up', 0],
+      ['up', 0],
+    ]);
+    p.close();
+  });
+});
