@@ -50,6 +50,8 @@ export class Backend {
   fails: number[] = [];
   downUntil = 0;
   trialInFlight = false;
+  /** The trial slot was handed to an exchange (see UpstreamPool.takeTrial). */
+  trialClaimed = false;
   /** Set by active health checks. */
   healthy = true;
 
@@ -219,12 +221,26 @@ export class UpstreamPool {
     }
   }
 
-  /** Reports how an exchange went; frees its slot. */
-  release(b: Backend, outcome: Outcome): void {
+  /**
+   * Call right after acquiring `b`: true when this request is the one trial a recovering backend
+   * gets. Only the trial's own outcome may end the trial (not a request from before the backend
+   * went down that happens to finish meanwhile).
+   */
+  takeTrial(b: Backend): boolean {
+    if (!b.trialInFlight || b.trialClaimed) return false;
+    b.trialClaimed = true;
+    return true;
+  }
+
+  /** Reports how an exchange went; frees its slot. `trial`: what takeTrial said for it. */
+  release(b: Backend, outcome: Outcome, trial = false): void {
     b.active--;
     const now = Date.now();
-    const wasTrial = b.trialInFlight;
-    b.trialInFlight = false;
+    const wasTrial = trial;
+    if (trial) {
+      b.trialInFlight = false;
+      b.trialClaimed = false;
+    }
     // Also an error after the head (a body cut short): it does not count against health, but
     // an operator looking at the backend should see it.
     if (outcome.error !== undefined) b.lastError = outcome.error.code;
@@ -237,6 +253,8 @@ export class UpstreamPool {
       if (wasTrial || b.downUntil !== 0) {
         b.downUntil = 0;
         b.fails = [];
+        b.trialInFlight = false;
+        b.trialClaimed = false;
       }
     } else if (outcome.failure) {
       b.failed++;
@@ -255,6 +273,8 @@ export class UpstreamPool {
     if (wasTrial || b.fails.length >= maxFails) {
       b.downUntil = now + failTimeout;
       b.fails = [];
+      b.trialInFlight = false;
+      b.trialClaimed = false;
       this.#scheduleWake();
     }
   }

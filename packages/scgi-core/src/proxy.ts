@@ -241,6 +241,7 @@ export class ScgiProxy {
         throw err;
       }
       tried.add(backend);
+      const trial = this.pool.takeTrial(backend);
       if (channels.upstream.hasSubscribers) {
         channels.upstream.publish({ id, request: req, upstream: backend.address.label, attempt });
       }
@@ -250,7 +251,7 @@ export class ScgiProxy {
         backend.address,
         (outcome) => {
           this.#inFlight.delete(exchange);
-          pool.release(backend, outcome);
+          pool.release(backend, outcome, trial);
           if (outcome.ok && channels.end.hasSubscribers) {
             channels.end.publish({
               id,

@@ -3,7 +3,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { parseAddress } from '../src/address.js';
-import { ConnectError } from '../src/errors.js';
+import { ConnectError, RequestAbortedError } from '../src/errors.js';
 import { Backend, type Outcome, UpstreamPool } from '../src/pool.js';
 
 const FAIL: Outcome = { ok: false, failure: true, error: new ConnectError() };
@@ -39,19 +39,63 @@ describe('UpstreamPool: waking the queue when a down backend may be tried again'
     // c is busy: waiters queue.
     const w1 = p.acquire(undefined, none) as Promise<Backend>;
     expect(await w1).toBe(a); // a's trial, at ~300 ms
+    expect(p.takeTrial(a)).toBe(true);
     expect(Date.now() - t0).toBeLessThan(450);
     const w2 = p.acquire(undefined, none) as Promise<Backend>;
     expect(w2).toBeInstanceOf(Promise);
     expect(await w2).toBe(b); // b's trial, at ~400 ms
+    expect(p.takeTrial(b)).toBe(true);
     expect(Date.now() - t0).toBeLessThan(700);
-    p.release(a, OK);
-    p.release(b, OK);
+    p.release(a, OK, true);
+    p.release(b, OK, true);
     p.release(c, OK);
     expect(p.stats().backends.map((x) => [x.state, x.active])).toEqual([
       ['up', 0],
       ['up', 0],
       ['up', 0],
     ]);
+    p.close();
+  });
+});
+
+describe('UpstreamPool: one trial at a time', () => {
+  it('only the trial request ends the trial, not an older request finishing meanwhile', async () => {
+    const backends = [1, 2].map((n) => new Backend(parseAddress(`127.0.0.1:${9100 + n}`), 1, 0));
+    const p = new UpstreamPool(backends, {
+      balance: 'round-robin',
+      maxQueue: 10,
+      queueTimeout: 1000,
+      maxFails: 1,
+      failTimeout: 100,
+    });
+    const [a, b] = backends as [Backend, Backend];
+    const none = new Set<Backend>();
+    const onlyA = new Set<Backend>([b]);
+    const old1 = p.acquire(undefined, onlyA) as Backend; // two requests in flight on a
+    const old2 = p.acquire(undefined, onlyA) as Backend;
+    expect([old1, old2]).toEqual([a, a]);
+    expect(p.takeTrial(a)).toBe(false);
+    p.release(a, FAIL); // a goes down
+    expect(p.stats().backends[0]!.state).toBe('down');
+    await delay(120);
+    expect(p.stats().backends[0]!.state).toBe('probing');
+    const trial = p.acquire(undefined, onlyA) as Backend;
+    expect(trial).toBe(a);
+    expect(p.takeTrial(a)).toBe(true);
+    // No second trial while the first runs.
+    expect(() => p.acquire(undefined, onlyA)).toThrow(
+      expect.objectContaining({ code: 'SCGI_ERR_NO_BACKEND' }),
+    );
+    // The older request ends meanwhile (its client went away: no verdict on the backend). It is
+    // not the trial and must not end it: still no second trial.
+    p.release(a, { ok: false, failure: false, error: new RequestAbortedError('gone') });
+    expect(() => p.acquire(undefined, onlyA)).toThrow(
+      expect.objectContaining({ code: 'SCGI_ERR_NO_BACKEND' }),
+    );
+    // The trial succeeds: a is up again.
+    p.release(a, OK, true);
+    expect(p.stats().backends[0]!.state).toBe('up');
+    expect(p.acquire(undefined, none)).toBeInstanceOf(Backend);
     p.close();
   });
 });

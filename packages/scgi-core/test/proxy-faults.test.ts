@@ -1,8 +1,20 @@
 // The engine against a hostile SCGI backend whose every byte the test controls: each failure
 // gives its typed error (before the head) or a destroyed body (after it), and nothing leaks.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type IncomingMessage, request as httpRequest, type Server, type ServerResponse } from 'node:http';
-import { connect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import {
+  type AddressInfo,
+  connect,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ScgiProxy, type ScgiProxyOptions } from '../src/index.js';
 import { ScgiHeadDecoder } from '../src/scgi-head.js';
@@ -87,7 +99,13 @@ function get(port: number, path = '/', method = 'GET', body?: Buffer): Promise<G
       res.on('error', () => {
         aborted = true;
       });
-      res.on('close', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), aborted: aborted || !res.complete }));
+      res.on('close', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body: Buffer.concat(chunks),
+          aborted: aborted || !res.complete,
+        }),
+      );
     });
     req.on('error', reject);
     req.end(body);
@@ -124,7 +142,11 @@ describe('failures before the response head', () => {
       }
     });
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-    f = { port: (s.address() as AddressInfo).port, errors: [], close: () => new Promise((r) => s.close(() => r())) };
+    f = {
+      port: (s.address() as AddressInfo).port,
+      errors: [],
+      close: () => new Promise((r) => s.close(() => r())),
+    };
     expect((await get(f.port)).body.toString()).toBe('SCGI_ERR_CONNECT ENOENT');
   });
 
@@ -134,7 +156,9 @@ describe('failures before the response head', () => {
       '-c',
       'import socket,sys,time\ns=socket.socket();s.bind(("127.0.0.1",0));s.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(30)',
     ]);
-    const port: number = await new Promise((resolve) => py.stdout!.once('data', (d) => resolve(Number(String(d).trim()))));
+    const port: number = await new Promise((resolve) =>
+      py.stdout!.once('data', (d) => resolve(Number(String(d).trim()))),
+    );
     const fillers: Socket[] = [];
     for (let i = 0; i < 4; i++) {
       const s = connect(port, '127.0.0.1');
@@ -195,7 +219,10 @@ describe('failures before the response head', () => {
     ['X-A: a\x00b\r\n\r\n', 'SCGI_ERR_RESPONSE_HEADER'],
     [`X-Big: ${'a'.repeat(70000)}\r\n\r\n`, 'SCGI_ERR_RESPONSE_HEAD_TOO_LARGE'],
     // A chunk-encoded CGI body would reach the client corrupted once the header is stripped.
-    ['Status: 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', 'SCGI_ERR_RESPONSE_HEADER'],
+    [
+      'Status: 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+      'SCGI_ERR_RESPONSE_HEADER',
+    ],
   ])('malformed head %j -> 502 %s', async (text, code) => {
     behave = (s) => cgi(s, text);
     f = await front();

@@ -13,14 +13,19 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const chunks = (n: number, size: number) => Array.from({ length: n }, (_, i) => Buffer.alloc(size, i & 255));
+const chunks = (n: number, size: number) =>
+  Array.from({ length: n }, (_, i) => Buffer.alloc(size, i & 255));
 const waitFor = async (cond: () => boolean) => {
   for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
 };
 
 describe('spoolBody', () => {
   it('keeps a small body in memory', async () => {
-    const spool = await spoolBody(Readable.from(chunks(3, 100)), { memoryLimit: 1000, maxBodySize: 10_000, tmpDir: dir });
+    const spool = await spoolBody(Readable.from(chunks(3, 100)), {
+      memoryLimit: 1000,
+      maxBodySize: 10_000,
+      tmpDir: dir,
+    });
     expect(spool.length).toBe(300);
     expect(spool.file).toBeNull();
     expect(Buffer.concat(spool.chunks!)).toEqual(Buffer.concat(chunks(3, 100)));
@@ -29,7 +34,11 @@ describe('spoolBody', () => {
 
   it('moves a larger body to a private 0600 temp file and removes it on dispose', async () => {
     const data = chunks(50, 1000);
-    const spool = await spoolBody(Readable.from(data), { memoryLimit: 4096, maxBodySize: 1e6, tmpDir: dir });
+    const spool = await spoolBody(Readable.from(data), {
+      memoryLimit: 4096,
+      maxBodySize: 1e6,
+      tmpDir: dir,
+    });
     expect(spool.length).toBe(50_000);
     expect(spool.chunks).toBeNull();
     expect(spool.file).not.toBeNull();
@@ -46,7 +55,11 @@ describe('spoolBody', () => {
   });
 
   it('rejects a body over maxBodySize with SCGI_ERR_BODY_TOO_LARGE and leaves no file', async () => {
-    const p = spoolBody(Readable.from(chunks(100, 1000)), { memoryLimit: 1000, maxBodySize: 20_000, tmpDir: dir });
+    const p = spoolBody(Readable.from(chunks(100, 1000)), {
+      memoryLimit: 1000,
+      maxBodySize: 20_000,
+      tmpDir: dir,
+    });
     await expect(p).rejects.toMatchObject({ code: 'SCGI_ERR_BODY_TOO_LARGE', statusCode: 413 });
     expect(readdirSync(dir)).toEqual([]);
     expect(liveSpoolFiles()).toBe(0);
@@ -74,7 +87,11 @@ describe('spoolBody', () => {
   });
 
   it('fails with SCGI_ERR_SPOOL when the temp folder is unusable', async () => {
-    const p = spoolBody(Readable.from(chunks(4, 100)), { memoryLimit: 10, maxBodySize: 1e6, tmpDir: join(dir, 'missing') });
+    const p = spoolBody(Readable.from(chunks(4, 100)), {
+      memoryLimit: 10,
+      maxBodySize: 1e6,
+      tmpDir: join(dir, 'missing'),
+    });
     await expect(p).rejects.toMatchObject({ code: 'SCGI_ERR_SPOOL', statusCode: 500 });
     expect(liveSpoolFiles()).toBe(0);
   });
