@@ -150,6 +150,12 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
           if (onResponse !== undefined && (await onResponse(req, res, response)) === false) return;
           // pipeline destroys `res` when the backend body fails: the client sees a cut
           // connection, never a clean end of a truncated body.
+          const buf = response.bodyBuffer;
+          if (buf !== null) {
+            // A small body collected whole: one write.
+            res.end(buf);
+            return;
+          }
           pipeline(response.body, res, () => {});
         },
         (err: ScgiError) => fail(err, req, res, next),

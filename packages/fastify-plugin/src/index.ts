@@ -187,22 +187,19 @@ async function fastifyScgiPlugin(
         rewriteEnv: rewriteEnv === undefined ? undefined : (env) => rewriteEnv(env, request),
       })
       .then(
-        async (response) => {
-          // One line per exchange, once it is over: only then are the timings complete.
-          const { upstream, statusCode, timings } = response;
-          response.body.once('close', () => {
-            request.log.info({ upstream, statusCode, timings }, 'scgi response');
-          });
+        (response) => {
           reply.code(response.statusCode);
           if (response.statusMessage !== '' && request.raw.httpVersionMajor === 1) {
             (reply.raw as { statusMessage: string }).statusMessage = response.statusMessage;
           }
           reply.headers(response.headers);
-          if (onResponse !== undefined) {
-            await onResponse(request, reply, response);
-            if (reply.sent) return;
+          if (onResponse === undefined) {
+            sendBody(request, reply, response);
+            return;
           }
-          reply.send(response.body);
+          return Promise.resolve(onResponse(request, reply, response)).then(() => {
+            if (!reply.sent) sendBody(request, reply, response);
+          });
         },
         async (error: ScgiError) => {
           if (reply.sent || reply.raw.destroyed) return;
@@ -264,6 +261,28 @@ async function fastifyScgiPlugin(
     scope.route({ ...routeOptions, url: prefix === '' ? '/' : prefix });
     scope.route({ ...routeOptions, url: `${prefix}/*` });
   });
+}
+
+/**
+ * Sends the backend's body: a small body collected whole goes out as one Buffer (one write, no
+ * stream machinery); anything else streams. One log line per exchange once it is over, when the
+ * timings are complete.
+ */
+function sendBody(request: FastifyRequest, reply: FastifyReply, response: ScgiResponse): void {
+  const { upstream, statusCode, timings } = response;
+  const buf = response.bodyBuffer;
+  // Fastify labels a Buffer without a type application/octet-stream; a CGI response without a
+  // Content-Type must reach the client without one, so such a body takes the stream path.
+  if (buf !== null && (buf.length === 0 || response.headers['content-type'] !== undefined)) {
+    request.log.info({ upstream, statusCode, timings }, 'scgi response');
+    reply.send(buf.length === 0 ? undefined : buf);
+    return;
+  }
+  const body = response.body;
+  body.once('close', () => {
+    request.log.info({ upstream, statusCode, timings }, 'scgi response');
+  });
+  reply.send(body);
 }
 
 interface RouteConfig {

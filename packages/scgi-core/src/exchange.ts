@@ -48,8 +48,16 @@ export interface ScgiResponse {
   /** The backend's reason phrase, "" when it sent none. */
   readonly statusMessage: string;
   readonly headers: ResponseHeaders;
-  /** The response body; empty and ended for HEAD requests and 204/304 responses. */
+  /**
+   * The response body as a stream; empty and ended for HEAD requests and 204/304 responses.
+   * Created on first access: when `bodyBuffer` is set, sending that instead costs less.
+   */
   readonly body: Readable;
+  /**
+   * The whole body, when it was collected before the head was passed on (a Content-Length up to
+   * `maxBufferedBody`, or no body at all); null when the body streams.
+   */
+  readonly bodyBuffer: Buffer | null;
   /** Canonical address of the backend (for logs; never put it in a client response). */
   readonly upstream: string;
   readonly timings: ScgiTimings;
@@ -70,11 +78,55 @@ class UpstreamBody extends Readable {
   }
 }
 
+/** A response whose body streams from the socket, or sits whole in a buffer. */
+class Response implements ScgiResponse {
+  readonly statusCode: number;
+  readonly statusMessage: string;
+  readonly headers: ResponseHeaders;
+  readonly bodyBuffer: Buffer | null;
+  readonly upstream: string;
+  readonly timings: ScgiTimings;
+  #stream: Readable | null;
+
+  constructor(
+    head: CgiResponseHead,
+    upstream: string,
+    timings: ScgiTimings,
+    buffer: Buffer | null,
+    stream: Readable | null,
+  ) {
+    this.statusCode = head.statusCode;
+    this.statusMessage = head.statusMessage;
+    this.headers = head.headers;
+    this.upstream = upstream;
+    this.timings = timings;
+    this.bodyBuffer = buffer;
+    this.#stream = stream;
+  }
+
+  get body(): Readable {
+    if (this.#stream === null) {
+      const data = this.bodyBuffer ?? EMPTY;
+      this.#stream = new Readable({
+        read() {
+          if (data.length > 0) this.push(data);
+          this.push(null);
+        },
+      });
+    }
+    return this.#stream;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
 enum State {
   Connecting = 0,
   AwaitHead = 1,
-  Body = 2,
-  Done = 3,
+  /** Head parsed; collecting a small body whole before the response is handed on. */
+  Buffering = 2,
+  Body = 3,
+  Done = 4,
 }
 
 /** Errors that count against a backend's health (nginx's default `error timeout`). */
@@ -106,6 +158,8 @@ export class Exchange {
   #parser: CgiResponseParser;
   #body: UpstreamBody | null = null;
   #remaining = -1;
+  #head2: CgiResponseHead | null = null;
+  #collected: Buffer[] = [];
   #headersTimer: NodeJS.Timeout | null = null;
   readonly #onHead: ((res: ScgiResponse) => void) | undefined;
   #resolve!: (res: ScgiResponse) => void;
@@ -309,6 +363,7 @@ export class Exchange {
       return;
     }
     if (this.#state === State.Body) this.#pushBody(chunk);
+    else if (this.#state === State.Buffering) this.#collect(chunk);
     // State.Done: bytes past a Content-Length or after a no-body response are dropped.
   };
 
@@ -328,22 +383,24 @@ export class Exchange {
       this.#fail(new ResponseHeaderError('Transfer-Encoding is not allowed in a CGI response'));
       return;
     }
-    const body = new UpstreamBody(this);
-    this.#body = body;
-    this.#state = State.Body;
     if (noBody) {
       this.#remaining = 0;
     } else if (typeof cl === 'string') {
       this.#remaining = Number(cl);
     }
-    const response: ScgiResponse = {
-      statusCode: status,
-      statusMessage: head.statusMessage,
-      headers: head.headers,
-      body,
-      upstream: this.#address.label,
-      timings: this.#timings,
-    };
+    if (this.#remaining >= 0 && this.#remaining <= this.#opts.maxBufferedBody) {
+      // A small body with a known length (or none): collect it whole and hand on one buffer,
+      // as nginx's scgi_buffering does. One write to the client instead of a stream, and a
+      // backend that fails before the end is still a clean 502 rather than a cut connection.
+      this.#head2 = head;
+      this.#state = State.Buffering;
+      this.#collect(this.#parser.rest);
+      return;
+    }
+    const body = new UpstreamBody(this);
+    this.#body = body;
+    this.#state = State.Body;
+    const response = new Response(head, this.#address.label, this.#timings, null, body);
     // Before the body may end below (a whole small body, or none, can finish the exchange in
     // this very call): observers see the head before the end.
     this.#onHead?.(response);
@@ -353,6 +410,28 @@ export class Exchange {
       this.#finishBody();
     } else if (rest.length > 0) {
       this.#pushBody(rest);
+    }
+  }
+
+  #collect(chunk: Buffer): void {
+    if (chunk.length >= this.#remaining) {
+      if (this.#remaining > 0) this.#collected.push(chunk.subarray(0, this.#remaining));
+      this.#remaining = 0;
+      const parts = this.#collected;
+      const data =
+        parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      this.#collected = [];
+      this.#state = State.Done;
+      this.#timings.total = performance.now() - this.#started;
+      const response = new Response(this.#head2!, this.#address.label, this.#timings, data, null);
+      this.#onHead?.(response);
+      this.#release();
+      this.#resolve(response);
+      return;
+    }
+    if (chunk.length > 0) {
+      this.#collected.push(chunk);
+      this.#remaining -= chunk.length;
     }
   }
 
@@ -400,6 +479,12 @@ export class Exchange {
   readonly #onEnd = () => {
     if (this.#state === State.AwaitHead) {
       this.#fail(new UpstreamClosedError());
+    } else if (this.#state === State.Buffering) {
+      this.#fail(
+        new UpstreamBodyError(
+          `connection closed with ${this.#remaining} bytes of Content-Length missing`,
+        ),
+      );
     } else if (this.#state === State.Body) {
       if (this.#remaining > 0) {
         this.#failBody(
@@ -416,6 +501,8 @@ export class Exchange {
   readonly #onError = (err: NodeJS.ErrnoException) => {
     if (this.#state === State.AwaitHead) {
       this.#fail(new UpstreamResetError(err.code ?? err.message, { cause: err }));
+    } else if (this.#state === State.Buffering) {
+      this.#fail(new UpstreamBodyError(err.code ?? err.message, { cause: err }));
     } else if (this.#state === State.Body) {
       this.#failBody(new UpstreamBodyError(err.code ?? err.message, { cause: err }));
     }
@@ -423,7 +510,7 @@ export class Exchange {
 
   readonly #onClose = () => {
     if (this.#state === State.AwaitHead) this.#fail(new UpstreamClosedError());
-    else if (this.#state === State.Body) this.#onEnd();
+    else if (this.#state === State.Body || this.#state === State.Buffering) this.#onEnd();
   };
 
   /** Fails in whatever state: before the head the promise rejects, after it the body errors. */
@@ -435,6 +522,9 @@ export class Exchange {
   /** Failure before the head: reject the promise. */
   #fail(err: ScgiError): void {
     if (this.#state === State.Done || this.#state === State.Body) return;
+    // A small body that failed while being collected never reached the client: for the pool and
+    // the diagnostics this request got no answer.
+    if (this.#state === State.Buffering) this.#headReceived = false;
     this.#state = State.Done;
     (err as ScgiError & { upstream?: string }).upstream = this.#address.label;
     this.#error = err;

@@ -175,6 +175,14 @@ export interface ScgiProxySettings extends CgiEnvOptions {
    * @default 65536
    */
   maxHeadSize?: number;
+  /**
+   * Response bodies with a Content-Length up to this many bytes are collected whole before the
+   * head is handed on, then sent in one write (as nginx's `scgi_buffering`); a backend that fails
+   * before the end is then a clean 502 instead of a cut connection. Larger or unknown-length
+   * bodies stream. 0 streams every body.
+   * @default 65536
+   */
+  maxBufferedBody?: number;
   /** Replaces how sockets to the backend are opened (undici-style connector). */
   connector?: Connector;
 }
@@ -200,6 +208,7 @@ export interface ResolvedProxyOptions {
   readonly spoolMemory: number;
   readonly tmpDir: string;
   readonly maxHeadSize: number;
+  readonly maxBufferedBody: number;
   readonly connector: Connector;
   readonly env: ResolvedCgiEnvOptions;
 }
@@ -239,6 +248,7 @@ const PROXY_KEYS = new Set([
   'spoolMemory',
   'tmpDir',
   'maxHeadSize',
+  'maxBufferedBody',
   'connector',
 ]);
 
@@ -300,6 +310,7 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
     spoolMemory: nonNegativeInt('spoolMemory', options.spoolMemory, 1024 * 1024),
     tmpDir: options.tmpDir ?? tmpdir(),
     maxHeadSize: positiveInt('maxHeadSize', options.maxHeadSize, 64 * 1024),
+    maxBufferedBody: nonNegativeInt('maxBufferedBody', options.maxBufferedBody, 64 * 1024),
     connector: options.connector ?? defaultConnector,
     env: resolveCgiEnvOptions(envOptions as CgiEnvOptions),
   });

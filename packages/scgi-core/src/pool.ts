@@ -162,7 +162,7 @@ export class UpstreamPool {
   acquire(
     key: string | undefined,
     tried: ReadonlySet<Backend>,
-    signal?: AbortSignal,
+    abortable?: AbortSignal | { signal(): AbortSignal },
   ): Promise<Backend> | Backend {
     if (this.#closing) throw new ClosingError();
     const b = this.#pick(key, tried);
@@ -173,6 +173,9 @@ export class UpstreamPool {
     if (this.#queue.length >= this.#opts.maxQueue) {
       throw withRetryAfter(new QueueFullError(this.#opts.maxQueue), 1);
     }
+    // Only a request that has to wait needs a signal (made now, not on the fast path).
+    const signal =
+      abortable === undefined || abortable instanceof AbortSignal ? abortable : abortable.signal();
     return new Promise<Backend>((resolve, reject) => {
       const waiter: Waiter = { key, tried, resolve, reject, timer: null, signal, onAbort: null };
       if (this.#opts.queueTimeout > 0) {

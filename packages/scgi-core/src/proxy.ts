@@ -137,29 +137,34 @@ export class ScgiProxy {
     if (this.#supervisor !== null) await this.ready();
     const id = ++nextId;
     if (channels.start.hasSubscribers) channels.start.publish({ id, request: req });
-    let signal = opts.signal;
+    // The client going away aborts the request at once. No AbortController on the hot path:
+    // the watch calls the running exchange directly and makes a signal only when one is needed
+    // (spooling a body, waiting in the queue).
+    const watch = new ClientWatch(opts.signal);
     let detachRes: (() => void) | null = null;
     if (opts.res !== undefined) {
       const res = opts.res;
-      const controller = new AbortController();
       const onClose = () => {
-        if (!res.writableFinished)
-          controller.abort(new RequestAbortedError('the client went away'));
+        if (!res.writableFinished) watch.abort(new RequestAbortedError('the client went away'));
       };
       res.once('close', onClose);
       detachRes = () => res.removeListener('close', onClose);
-      signal =
-        signal === undefined ? controller.signal : AbortSignal.any([signal, controller.signal]);
     }
     let body: ExchangeBody | null = null;
     try {
-      body = await this.#prepareBody(req, opts, signal);
-      const response = await this.#send(req, opts, body, signal, id);
+      body = await this.#prepareBody(req, opts, watch);
+      const response = await this.#send(req, opts, body, watch, id);
       const b = body;
-      response.body.once('close', () => {
+      if (response.bodyBuffer !== null) {
+        // Collected whole: the exchange is already over.
         detachRes?.();
         if (b.kind === 'spooled') b.spool.dispose();
-      });
+      } else {
+        response.body.once('close', () => {
+          detachRes?.();
+          if (b.kind === 'spooled') b.spool.dispose();
+        });
+      }
       return response;
     } catch (err) {
       detachRes?.();
@@ -172,11 +177,7 @@ export class ScgiProxy {
     }
   }
 
-  async #prepareBody(
-    req: ProxiedRequest,
-    opts: ScgiRequestOptions,
-    signal: AbortSignal | undefined,
-  ): Promise<ExchangeBody> {
+  async #prepareBody(req: ProxiedRequest, opts: ScgiRequestOptions, watch: ClientWatch): Promise<ExchangeBody> {
     const o = this.options;
     const given = opts.body;
     if (given !== undefined && given !== null) {
@@ -193,7 +194,7 @@ export class ScgiProxy {
       const spool = await spoolBody(
         req as Readable,
         { memoryLimit: o.spoolMemory, maxBodySize: o.maxBodySize, tmpDir: o.tmpDir },
-        signal,
+        watch.signal(),
       );
       return { kind: 'spooled', spool };
     }
@@ -206,7 +207,7 @@ export class ScgiProxy {
     req: ProxiedRequest,
     opts: ScgiRequestOptions,
     body: ExchangeBody,
-    signal: AbortSignal | undefined,
+    watch: ClientWatch,
     id: number,
   ): Promise<ScgiResponse> {
     const o = this.options;
@@ -232,7 +233,8 @@ export class ScgiProxy {
     for (let attempt = 1; ; attempt++) {
       let backend: Backend;
       try {
-        const picked = this.pool.acquire(key, tried, signal);
+        if (watch.reason !== null) throw watch.reason;
+        const picked = this.pool.acquire(key, tried, watch);
         backend = picked instanceof Backend ? picked : await picked;
       } catch (err) {
         // Nothing left to try after a failure: the failure is the answer (502/504), not a 503.
@@ -265,7 +267,7 @@ export class ScgiProxy {
         head,
         body,
         req.method === 'HEAD',
-        signal,
+        watch.userSignal,
         (response) => {
           // Published when the head arrives, so always before `end` of the same exchange.
           if (channels.head.hasSubscribers) {
@@ -280,7 +282,9 @@ export class ScgiProxy {
         },
       );
       this.#inFlight.add(exchange);
+      watch.exchange = exchange;
       try {
+        if (watch.reason !== null) exchange.destroy(watch.reason);
         return await exchange.start();
       } catch (err) {
         const e = err as ScgiError;
@@ -292,7 +296,7 @@ export class ScgiProxy {
         const mayRetry = connectFailed || (resetBeforeResponse && retryOnReset);
         if (
           !mayRetry ||
-          signal?.aborted ||
+          watch.reason !== null ||
           attempt >= o.maxTries ||
           Date.now() >= deadline ||
           this.#closing
@@ -355,5 +359,41 @@ function bodyLength(body: ExchangeBody): number {
       return body.length;
     case 'spooled':
       return body.spool.length;
+  }
+}
+
+/**
+ * Watches one request for its client going away (or the caller's signal). Cheap when nothing
+ * happens: an AbortSignal is made only for the slow paths that need one.
+ */
+class ClientWatch {
+  readonly userSignal: AbortSignal | undefined;
+  reason: ScgiError | null = null;
+  exchange: Exchange | null = null;
+  #controller: AbortController | null = null;
+
+  constructor(userSignal: AbortSignal | undefined) {
+    this.userSignal = userSignal;
+    if (userSignal?.aborted) this.reason = new RequestAbortedError('aborted');
+  }
+
+  abort(reason: ScgiError): void {
+    if (this.reason !== null) return;
+    this.reason = reason;
+    this.exchange?.destroy(reason);
+    this.#controller?.abort(reason);
+  }
+
+  /** A signal that fires on abort (made on first use). */
+  signal(): AbortSignal {
+    if (this.#controller === null) {
+      this.#controller = new AbortController();
+      if (this.reason !== null) this.#controller.abort(this.reason);
+      const user = this.userSignal;
+      if (user !== undefined && !user.aborted) {
+        user.addEventListener('abort', () => this.abort(new RequestAbortedError('aborted')), { once: true });
+      }
+    }
+    return this.#controller.signal;
   }
 }
