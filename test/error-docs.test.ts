@@ -37,7 +37,8 @@ describe('error code coverage', () => {
   };
   const root = new URL('..', import.meta.url).pathname;
   walk(`${root}test`);
-  for (const pkg of ['scgi-core', 'fastify-plugin', 'express-mw']) walk(`${root}packages/${pkg}/test`);
+  for (const pkg of ['scgi-core', 'fastify-plugin', 'express-mw'])
+    walk(`${root}packages/${pkg}/test`);
   const corpus = files.map((f) => readFileSync(f, 'utf8')).join('\n');
 
   it.each(listErrorCodes().map((e) => e.code))('%s is asserted by a test', (code) => {

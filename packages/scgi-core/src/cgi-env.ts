@@ -9,7 +9,7 @@ import type { Http2ServerRequest } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import proxyAddr from 'proxy-addr';
 import { collectHeaders, hasCtl } from './cgi-headers.js';
-import { BadPathError, BadRequestHeaderError, InvalidOptionError } from './errors.js';
+import { BadPathError, InvalidOptionError } from './errors.js';
 import {
   decodeRequestPath,
   scriptNameProblem,

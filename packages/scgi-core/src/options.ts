@@ -3,7 +3,7 @@
  * never touched). Defaults use `??` so an explicit 0 survives where 0 means "off".
  */
 import { tmpdir } from 'node:os';
-import { parseAddress, type UpstreamAddress } from './address.js';
+import { parseAddress } from './address.js';
 import { type CgiEnvOptions, type ResolvedCgiEnvOptions, resolveCgiEnvOptions } from './cgi-env.js';
 import { type Connector, defaultConnector } from './connect.js';
 import { InvalidOptionError } from './errors.js';

@@ -177,7 +177,11 @@ export class ScgiProxy {
     }
   }
 
-  async #prepareBody(req: ProxiedRequest, opts: ScgiRequestOptions, watch: ClientWatch): Promise<ExchangeBody> {
+  async #prepareBody(
+    req: ProxiedRequest,
+    opts: ScgiRequestOptions,
+    watch: ClientWatch,
+  ): Promise<ExchangeBody> {
     const o = this.options;
     const given = opts.body;
     if (given !== undefined && given !== null) {
@@ -391,7 +395,9 @@ class ClientWatch {
       if (this.reason !== null) this.#controller.abort(this.reason);
       const user = this.userSignal;
       if (user !== undefined && !user.aborted) {
-        user.addEventListener('abort', () => this.abort(new RequestAbortedError('aborted')), { once: true });
+        user.addEventListener('abort', () => this.abort(new RequestAbortedError('aborted')), {
+          once: true,
+        });
       }
     }
     return this.#controller.signal;
