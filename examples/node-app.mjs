@@ -7,7 +7,6 @@ import { createHash } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
 import { createScgiServer } from 'scgi-core';
 
-const _PATTERN = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
 
 /** Deterministic bytes: the pattern 0..255 repeated, from `offset`. */
 function patternBytes(offset, length) {

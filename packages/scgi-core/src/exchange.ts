@@ -10,7 +10,7 @@
  * body never looks complete.
  */
 import type { Socket } from 'node:net';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { UpstreamAddress } from './address.js';
 import { CgiResponseParser } from './cgi-response.js';
 import {
@@ -25,8 +25,18 @@ import {
 } from './errors.js';
 import type { ResolvedProxyOptions } from './options.js';
 import type { Outcome } from './pool.js';
+import { pumpBody } from './request-body.js';
 import type { SpooledBody } from './spool.js';
-import type { CgiResponseHead, ResponseHeaders } from './types.js';
+import type { CgiResponseHead } from './types.js';
+import {
+  EMPTY,
+  Response,
+  type ScgiResponse,
+  type ScgiTimings,
+  UpstreamBody,
+} from './upstream-response.js';
+
+export type { ScgiResponse, ScgiTimings } from './upstream-response.js';
 
 /** What the exchange sends after the head. */
 export type ExchangeBody =
@@ -34,91 +44,6 @@ export type ExchangeBody =
   | { readonly kind: 'buffer'; readonly data: Buffer }
   | { readonly kind: 'stream'; readonly stream: Readable; readonly length: number }
   | { readonly kind: 'spooled'; readonly spool: SpooledBody };
-
-/** Timings in milliseconds since the exchange started. */
-export interface ScgiTimings {
-  connect: number;
-  head: number;
-  total: number;
-}
-
-/** The backend's answer, once its head has arrived. */
-export interface ScgiResponse {
-  readonly statusCode: number;
-  /** The backend's reason phrase, "" when it sent none. */
-  readonly statusMessage: string;
-  readonly headers: ResponseHeaders;
-  /**
-   * The response body as a stream; empty and ended for HEAD requests and 204/304 responses.
-   * Created on first access: when `bodyBuffer` is set, sending that instead costs less.
-   */
-  readonly body: Readable;
-  /**
-   * The whole body, when it was collected before the head was passed on (a Content-Length up to
-   * `maxBufferedBody`, or no body at all); null when the body streams.
-   */
-  readonly bodyBuffer: Buffer | null;
-  /** Canonical address of the backend (for logs; never put it in a client response). */
-  readonly upstream: string;
-  readonly timings: ScgiTimings;
-}
-
-class UpstreamBody extends Readable {
-  readonly #exchange: Exchange;
-  constructor(exchange: Exchange) {
-    super({ highWaterMark: 64 * 1024 });
-    this.#exchange = exchange;
-  }
-  override _read(): void {
-    this.#exchange.resumeSocket();
-  }
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    this.#exchange.bodyDestroyed();
-    callback(err);
-  }
-}
-
-/** A response whose body streams from the socket, or sits whole in a buffer. */
-class Response implements ScgiResponse {
-  readonly statusCode: number;
-  readonly statusMessage: string;
-  readonly headers: ResponseHeaders;
-  readonly bodyBuffer: Buffer | null;
-  readonly upstream: string;
-  readonly timings: ScgiTimings;
-  #stream: Readable | null;
-
-  constructor(
-    head: CgiResponseHead,
-    upstream: string,
-    timings: ScgiTimings,
-    buffer: Buffer | null,
-    stream: Readable | null,
-  ) {
-    this.statusCode = head.statusCode;
-    this.statusMessage = head.statusMessage;
-    this.headers = head.headers;
-    this.upstream = upstream;
-    this.timings = timings;
-    this.bodyBuffer = buffer;
-    this.#stream = stream;
-  }
-
-  get body(): Readable {
-    if (this.#stream === null) {
-      const data = this.bodyBuffer ?? EMPTY;
-      this.#stream = new Readable({
-        read() {
-          if (data.length > 0) this.push(data);
-          this.push(null);
-        },
-      });
-    }
-    return this.#stream;
-  }
-}
-
-const EMPTY = Buffer.alloc(0);
 
 enum State {
   Connecting = 0,
@@ -250,76 +175,11 @@ export class Exchange {
     }
   }
 
-  /**
-   * Copies a body stream to the socket with backpressure, checking its length. The socket comes
-   * corked with the head in it: the head leaves with the first body chunk, in one write as
-   * nginx's writev. A backend that answers from the head alone and closes (uWSGI, for a route
-   * that ignores the body) then already holds a small body, instead of us writing into a closed
-   * socket (EPIPE: Node destroys the socket and the answer waiting in it is lost, a false 502).
-   */
   #pump(source: Readable, length: number, fromClient: boolean): void {
-    const socket = this.#socket!;
-    let sent = 0;
-    let corked = true;
-    const uncork = () => {
-      if (corked) {
-        corked = false;
-        socket.uncork();
-      }
-    };
-    const onData = (chunk: Buffer) => {
-      sent += chunk.length;
-      if (sent > length) {
-        this.#failAny(new RequestAbortedError('request body longer than its Content-Length'));
-        return;
-      }
-      const more = socket.write(chunk);
-      uncork();
-      if (!more) source.pause();
-    };
-    const onDrain = () => source.resume();
-    const detach = () => {
-      uncork();
-      source.removeListener('data', onData);
-      source.removeListener('end', onEnd);
-      source.removeListener('error', onSourceError);
-      source.removeListener('close', onSourceClose);
-      socket.removeListener('drain', onDrain);
-    };
-    const onEnd = () => {
-      detach();
-      if (sent !== length) {
-        this.#failAny(
-          new RequestAbortedError(`request body ended after ${sent} of ${length} bytes`),
-        );
-        return;
-      }
-      if (!fromClient) source.destroy();
-      this.#sent();
-    };
-    const onSourceError = (err: Error) => {
-      detach();
-      this.#failAny(
-        fromClient
-          ? new RequestAbortedError(err.message, { cause: err })
-          : new UpstreamResetError(`reading the spooled body failed: ${err.message}`, {
-              cause: err,
-            }),
-      );
-    };
-    const onSourceClose = () => {
-      if (!source.readableEnded) onSourceError(new Error('connection closed during upload'));
-    };
-    this.#detachSource = () => {
-      detach();
-      if (!fromClient) source.destroy();
-    };
-    source.on('data', onData);
-    source.on('end', onEnd);
-    source.on('error', onSourceError);
-    source.on('close', onSourceClose);
-    socket.on('drain', onDrain);
-    source.resume();
+    this.#detachSource = pumpBody(this.#socket!, source, length, fromClient, {
+      fail: (err) => this.#failAny(err),
+      sent: () => this.#sent(),
+    });
   }
 
   #detachSource: (() => void) | null = null;

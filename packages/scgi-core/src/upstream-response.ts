@@ -1,0 +1,99 @@
+/**
+ * What the engine hands back once the response head arrived: status, headers, and the body as a
+ * stream from the backend socket or as one buffer collected whole.
+ */
+import { Readable } from 'node:stream';
+import type { CgiResponseHead, ResponseHeaders } from './types.js';
+
+/** The side of an exchange a body stream pulls from. */
+export interface BodySource {
+  /** The consumer wants more: resume reading the backend socket. */
+  resumeSocket(): void;
+  /** The consumer destroyed the body: drop the backend connection. */
+  bodyDestroyed(): void;
+}
+
+/** Timings in milliseconds since the exchange started. */
+export interface ScgiTimings {
+  connect: number;
+  head: number;
+  total: number;
+}
+
+/** The backend's answer, once its head has arrived. */
+export interface ScgiResponse {
+  readonly statusCode: number;
+  /** The backend's reason phrase, "" when it sent none. */
+  readonly statusMessage: string;
+  readonly headers: ResponseHeaders;
+  /**
+   * The response body as a stream; empty and ended for HEAD requests and 204/304 responses.
+   * Created on first access: when `bodyBuffer` is set, sending that instead costs less.
+   */
+  readonly body: Readable;
+  /**
+   * The whole body, when it was collected before the head was passed on (a Content-Length up to
+   * `maxBufferedBody`, or no body at all); null when the body streams.
+   */
+  readonly bodyBuffer: Buffer | null;
+  /** Canonical address of the backend (for logs; never put it in a client response). */
+  readonly upstream: string;
+  readonly timings: ScgiTimings;
+}
+
+export class UpstreamBody extends Readable {
+  readonly #exchange: BodySource;
+  constructor(exchange: BodySource) {
+    super({ highWaterMark: 64 * 1024 });
+    this.#exchange = exchange;
+  }
+  override _read(): void {
+    this.#exchange.resumeSocket();
+  }
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.#exchange.bodyDestroyed();
+    callback(err);
+  }
+}
+
+/** A response whose body streams from the socket, or sits whole in a buffer. */
+export class Response implements ScgiResponse {
+  readonly statusCode: number;
+  readonly statusMessage: string;
+  readonly headers: ResponseHeaders;
+  readonly bodyBuffer: Buffer | null;
+  readonly upstream: string;
+  readonly timings: ScgiTimings;
+  #stream: Readable | null;
+
+  constructor(
+    head: CgiResponseHead,
+    upstream: string,
+    timings: ScgiTimings,
+    buffer: Buffer | null,
+    stream: Readable | null,
+  ) {
+    this.statusCode = head.statusCode;
+    this.statusMessage = head.statusMessage;
+    this.headers = head.headers;
+    this.upstream = upstream;
+    this.timings = timings;
+    this.bodyBuffer = buffer;
+    this.#stream = stream;
+  }
+
+  get body(): Readable {
+    if (this.#stream === null) {
+      const data = this.bodyBuffer ?? EMPTY;
+      this.#stream = new Readable({
+        read() {
+          if (data.length > 0) this.push(data);
+          this.push(null);
+        },
+      });
+    }
+    return this.#stream;
+  }
+}
+
+export const EMPTY = Buffer.alloc(0);
