@@ -6,38 +6,19 @@
  * timers and probes gone after close()).
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import type { FastifyInstance } from 'fastify';
 import { ScgiProxy } from 'scgi-core';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type Front, startFastifyFront } from './helpers/fronts.js';
+import { describe, expect, it } from 'vitest';
+import type { Front } from './helpers/fronts.js';
 import {
   errorCode,
   eventually,
-  type NodeBackend,
+  poolFixtures,
   resourceCounts,
   runConcurrently,
   send,
-  startNodeBackend,
 } from './helpers/pool.js';
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function backends(n: number): Promise<NodeBackend[]> {
-  const list = await Promise.all(Array.from({ length: n }, (_, i) => startNodeBackend(`n${i}`)));
-  cleanups.push(() => Promise.all(list.map((b) => b.kill())));
-  return list;
-}
-
-async function fastify(
-  options: Parameters<typeof startFastifyFront>[0],
-): Promise<Front & { app: FastifyInstance }> {
-  const front = await startFastifyFront(options);
-  cleanups.push(() => front.close());
-  return front;
-}
+const { nodeBackends: backends, fastify } = poolFixtures();
 
 /** Sequential GETs; returns which backend answered each. */
 async function who(front: Front, n: number, path = '/env'): Promise<string[]> {

@@ -12,43 +12,22 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import express from 'express';
 import { scgiProxy } from 'express-scgi';
-import type { FastifyInstance } from 'fastify';
 import type { PoolStats } from 'scgi-core';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type Backend, getFreePort, startPythonBackend, startUwsgi } from './helpers/backends.js';
 import { has } from './helpers/binaries.js';
-import { type Front, startFastifyFront } from './helpers/fronts.js';
+import type { Front } from './helpers/fronts.js';
 import {
   errorCode,
   eventually,
   keepAliveAgent,
-  type NodeBackend,
+  poolFixtures,
   runConcurrently,
   send,
-  startNodeBackend,
 } from './helpers/pool.js';
 import { makeTempDir } from './helpers/tmp.js';
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function nodeBackends(n: number, socket: 'unix' | 'tcp' = 'unix'): Promise<NodeBackend[]> {
-  const list = await Promise.all(
-    Array.from({ length: n }, (_, i) => startNodeBackend(`n${i}`, socket)),
-  );
-  cleanups.push(() => Promise.all(list.map((b) => b.kill())));
-  return list;
-}
-
-async function fastify(
-  options: Parameters<typeof startFastifyFront>[0],
-): Promise<Front & { app: FastifyInstance }> {
-  const front = await startFastifyFront(options);
-  cleanups.push(() => front.close());
-  return front;
-}
+const { cleanups, nodeBackends, fastify } = poolFixtures();
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

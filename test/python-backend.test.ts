@@ -1,101 +1,25 @@
 /**
  * examples/python/scgi_server.py + app.py on their own, spoken to by a hand-written SCGI client
- * (no scgi-core code), over a Unix socket and over TCP.
+ * (test/helpers/scgi-client.ts, no scgi-core code), over a Unix socket and over TCP.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Backend, connectOptions, startPythonBackend } from './helpers/backends.js';
 import { has } from './helpers/binaries.js';
-
-// ---- a tiny SCGI client, built by hand on purpose --------------------------------------------
-
-type Pair = [name: string, value: string | Buffer];
-const NUL = Buffer.from([0]);
-
-/** `<len>:` + NAME\0value\0... + `,` — strings are latin-1, so every byte is expressible. */
-function netstringHead(pairs: Pair[]): Buffer {
-  const payload = Buffer.concat(
-    pairs.flatMap(([name, value]) => [
-      Buffer.from(name, 'latin1'),
-      NUL,
-      typeof value === 'string' ? Buffer.from(value, 'latin1') : value,
-      NUL,
-    ]),
-  );
-  return Buffer.concat([Buffer.from(`${payload.length}:`), payload, Buffer.from(',')]);
-}
-
-/** A well-formed request environment: CONTENT_LENGTH first, SCGI=1; `extra` overrides by name. */
-function requestPairs(path: string | Buffer, bodyLength = 0, extra: Pair[] = []): Pair[] {
-  const base: Pair[] = [
-    ['CONTENT_LENGTH', String(bodyLength)],
-    ['SCGI', '1'],
-    ['REQUEST_METHOD', bodyLength ? 'POST' : 'GET'],
-    ['SCRIPT_NAME', ''],
-    ['PATH_INFO', path],
-    ['QUERY_STRING', ''],
-    ['SERVER_PROTOCOL', 'HTTP/1.1'],
-    ['SERVER_NAME', 'localhost'],
-    ['SERVER_PORT', '80'],
-  ];
-  const names = new Set(extra.map(([name]) => name));
-  return [...base.filter(([name]) => !names.has(name)), ...extra];
-}
-
-interface ScgiReply {
-  raw: Buffer;
-  status: string;
-  headers: [string, string][];
-  body: Buffer;
-  error?: string;
-}
-
-function parseReply(raw: Buffer, error?: string): ScgiReply {
-  const end = raw.indexOf('\r\n\r\n');
-  if (end < 0) return { raw, status: '', headers: [], body: Buffer.alloc(0), error };
-  const lines = raw.subarray(0, end).toString('latin1').split('\r\n');
-  const headers = lines.map((line): [string, string] => {
-    const colon = line.indexOf(':');
-    return [line.slice(0, colon), line.slice(colon + 1).trim()];
-  });
-  const status = headers.find(([name]) => name === 'Status')?.[1] ?? '';
-  return { raw, status, headers, body: raw.subarray(end + 4), error };
-}
-
-/** Sends head + body, reads until the server closes. */
-function scgi(address: string, head: Buffer, body: Buffer = Buffer.alloc(0)): Promise<ScgiReply> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let error: string | undefined;
-    const socket = net.connect(connectOptions(address));
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error('SCGI request timed out'));
-    }, 15_000);
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      error = err.code;
-    });
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(parseReply(Buffer.concat(chunks), error));
-    });
-    socket.write(Buffer.concat([head, body]));
-  });
-}
-
-const get = (address: string, path: string, extra: Pair[] = []) =>
-  scgi(address, netstringHead(requestPairs(path, 0, extra)));
-const headerList = (reply: ScgiReply, name: string) =>
-  reply.headers.filter(([n]) => n.toLowerCase() === name.toLowerCase()).map(([, v]) => v);
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-/** What /stream sends: byte i is i % 256. */
-const pattern = (length: number) => Buffer.from(Array.from({ length }, (_, i) => i & 255));
-
-// ---- tests -----------------------------------------------------------------------------------
+import {
+  get,
+  headerList,
+  netstringHead,
+  type Pair,
+  parseReply,
+  pattern,
+  requestPairs,
+  scgi,
+  sha256,
+} from './helpers/scgi-client.js';
 
 describe.skipIf(!has('python3'))('Python SCGI backend (examples/python)', () => {
   describe.each(['unix', 'tcp'] as const)('over %s', (socket) => {

@@ -1,86 +1,21 @@
 /**
  * uWSGI (Debian uwsgi-core + uwsgi-plugin-python3, `--scgi-socket`) serving examples/python/app.py,
- * spoken to by a hand-written SCGI client (no scgi-core code), over a Unix socket and over TCP.
+ * spoken to by a hand-written SCGI client (test/helpers/scgi-client.ts, no scgi-core code), over
+ * a Unix socket and over TCP.
  * Also pins down what uWSGI's SCGI answers look like, which the proxy's response parser must take.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import net from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Backend, connectOptions, startUwsgi } from './helpers/backends.js';
+import { type Backend, startUwsgi } from './helpers/backends.js';
 import { has } from './helpers/binaries.js';
-
-// ---- a tiny SCGI client, built by hand on purpose --------------------------------------------
-
-type Pair = [name: string, value: string | Buffer];
-const NUL = Buffer.from([0]);
-
-function netstringHead(pairs: Pair[]): Buffer {
-  const payload = Buffer.concat(
-    pairs.flatMap(([name, value]) => [
-      Buffer.from(name, 'latin1'),
-      NUL,
-      typeof value === 'string' ? Buffer.from(value, 'latin1') : value,
-      NUL,
-    ]),
-  );
-  return Buffer.concat([Buffer.from(`${payload.length}:`), payload, Buffer.from(',')]);
-}
-
-function requestPairs(path: string | Buffer, bodyLength = 0, extra: Pair[] = []): Pair[] {
-  return [
-    ['CONTENT_LENGTH', String(bodyLength)],
-    ['SCGI', '1'],
-    ['REQUEST_METHOD', bodyLength ? 'POST' : 'GET'],
-    ['SCRIPT_NAME', ''],
-    ['PATH_INFO', path],
-    ['SERVER_PROTOCOL', 'HTTP/1.1'],
-    ['SERVER_NAME', 'localhost'],
-    ['SERVER_PORT', '80'],
-    ...extra,
-  ];
-}
-
-interface ScgiReply {
-  raw: Buffer;
-  headers: [string, string][];
-  body: Buffer;
-  error?: string;
-}
-
-function scgi(address: string, head: Buffer, body: Buffer = Buffer.alloc(0)): Promise<ScgiReply> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let error: string | undefined;
-    const socket = net.connect(connectOptions(address));
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error('SCGI request timed out'));
-    }, 15_000);
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      error = err.code;
-    });
-    socket.on('close', () => {
-      clearTimeout(timer);
-      const raw = Buffer.concat(chunks);
-      const end = raw.indexOf('\r\n\r\n');
-      const lines = end < 0 ? [] : raw.subarray(0, end).toString('latin1').split('\r\n');
-      const headers = lines.map((line): [string, string] => {
-        const colon = line.indexOf(':');
-        return [line.slice(0, colon), line.slice(colon + 1).trim()];
-      });
-      resolve({ raw, headers, body: end < 0 ? Buffer.alloc(0) : raw.subarray(end + 4), error });
-    });
-    socket.write(Buffer.concat([head, body]));
-  });
-}
-
-const get = (address: string, path: string) => scgi(address, netstringHead(requestPairs(path)));
-const headerList = (reply: ScgiReply, name: string) =>
-  reply.headers.filter(([n]) => n.toLowerCase() === name.toLowerCase()).map(([, v]) => v);
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-
-// ---- tests -----------------------------------------------------------------------------------
+import {
+  get,
+  headerList,
+  netstringHead,
+  requestPairs,
+  scgi,
+  sha256,
+} from './helpers/scgi-client.js';
 
 describe.skipIf(!has('uwsgi'))('uWSGI SCGI backend', () => {
   describe.each(['unix', 'tcp'] as const)('over %s', (socket) => {

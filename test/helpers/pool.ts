@@ -1,19 +1,22 @@
 /**
  * Helpers for the upstream-pool tests: Node SCGI backends that say who they are and can be
- * stopped and restarted on the same address, an HTTP client that reports a cut connection, and
- * the resource counts the leak checks compare.
+ * stopped and restarted on the same address, an HTTP client that reports a cut connection, the
+ * resource counts the leak checks compare, and per-test fixtures that are undone after each test.
  */
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import type { FastifyInstance } from 'fastify';
 import {
   createScgiServer,
   type ScgiHandler,
   type ScgiServerRequest,
   type ScgiServerResponse,
 } from 'scgi-core';
+import { afterEach } from 'vitest';
 import { handler as appHandler } from '../../examples/node-app.mjs';
+import { type Front, startFastifyFront } from './fronts.js';
 import { countOpenFds } from './http.js';
 import { makeTempDir } from './tmp.js';
 
@@ -259,4 +262,41 @@ export async function eventually<T>(
 /** Lets requests started with this agent share connections; `destroy()` it when done. */
 export function keepAliveAgent(maxSockets = 50): Agent {
   return new Agent({ keepAlive: true, maxSockets });
+}
+
+/** What a test leaves to be undone after it: each is awaited, last first. */
+export type Cleanups = Array<() => Promise<unknown> | unknown>;
+
+export interface PoolFixtures {
+  /** Emptied after each test, last first; push whatever else a test must undo. */
+  readonly cleanups: Cleanups;
+  /** `n` Node backends named n0, n1...; killed after the test. */
+  nodeBackends(n: number, socket?: 'unix' | 'tcp'): Promise<NodeBackend[]>;
+  /** A Fastify front (startFastifyFront); closed after the test. */
+  fastify(
+    options: Parameters<typeof startFastifyFront>[0],
+  ): Promise<Front & { app: FastifyInstance }>;
+}
+
+/** Call at a test file's top level: registers the `afterEach` that runs the cleanups. */
+export function poolFixtures(): PoolFixtures {
+  const cleanups: Cleanups = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  return {
+    cleanups,
+    async nodeBackends(n, socket = 'unix') {
+      const list = await Promise.all(
+        Array.from({ length: n }, (_, i) => startNodeBackend(`n${i}`, socket)),
+      );
+      cleanups.push(() => Promise.all(list.map((b) => b.kill())));
+      return list;
+    },
+    async fastify(options) {
+      const front = await startFastifyFront(options);
+      cleanups.push(() => front.close());
+      return front;
+    },
+  };
 }
