@@ -112,12 +112,16 @@ describe.each(BACKENDS)('corpus (faults) -> $name', (spec) => {
 
     describe.each(frontsFor(spec))('through %s with headersTimeout 500 ms', (kind) => {
       const front = useFront(kind, backend, { extra: { headersTimeout: 500 } });
+      // The same front with response buffering off: every body streams as it arrives.
+      const streaming = useFront(kind, backend, {
+        extra: { headersTimeout: 500, maxBufferedBody: 0 },
+      });
 
       describe.concurrent('backend faults', () => {
-        it('crash mid-body with Content-Length: the client connection is cut short', async ({
+        it('crash mid-body with Content-Length, body streamed (maxBufferedBody 0): the client connection is cut short', async ({
           expect,
         }) => {
-          const res = await send(front.current, { target: '/app/crash?after=5000&cl=1' });
+          const res = await send(streaming.current, { target: '/app/crash?after=5000&cl=1' });
           expect(res.statusCode).toBe(200);
           expect(fields(res)).toEqual([
             ['content-type', 'application/octet-stream'],
@@ -126,6 +130,39 @@ describe.each(BACKENDS)('corpus (faults) -> $name', (spec) => {
           expect(res.closedEarly).toBe(true);
           expect(res.body.length).toBeLessThanOrEqual(5000);
           expect(res.body.equals(pattern(res.body.length))).toBe(true);
+        });
+
+        it('crash mid-body with a Content-Length over maxBufferedBody (default): streamed, the client connection is cut short', async ({
+          expect,
+        }) => {
+          const after = 100_000;
+          expect(crashLength(spec, after)).toBeGreaterThan(64 * 1024);
+          const res = await send(front.current, { target: `/app/crash?after=${after}&cl=1` });
+          expect(res.statusCode).toBe(200);
+          expect(fields(res)).toEqual([
+            ['content-type', 'application/octet-stream'],
+            ['content-length', String(crashLength(spec, after))],
+          ]);
+          expect(res.closedEarly).toBe(true);
+          expect(res.body.length).toBeLessThanOrEqual(after);
+          expect(res.body.equals(pattern(res.body.length))).toBe(true);
+        });
+
+        it('crash mid-body with a Content-Length within maxBufferedBody (default): a clean 502 SCGI_ERR_UPSTREAM_BODY, none of the partial body', async ({
+          expect,
+        }) => {
+          const res = await send(front.current, { target: '/app/crash?after=5000&cl=1' });
+          const missing = crashLength(spec, 5000) - 5000;
+          const body = errorBody(
+            kind,
+            502,
+            'SCGI_ERR_UPSTREAM_BODY',
+            `The SCGI backend response body ended early: connection closed with ${missing} bytes of Content-Length missing`,
+          );
+          expect(res.statusCode).toBe(502);
+          expect(res.closedEarly).toBe(false);
+          expect(JSON.parse(res.body.toString())).toEqual(body);
+          expect(fields(res)).toEqual(expectedErrorFields(JSON.stringify(body)));
         });
 
         it('crash mid-body without Content-Length, closed with a FIN: looks complete', async ({

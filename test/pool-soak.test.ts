@@ -2,8 +2,9 @@
  * Soak: 10,000 requests (50 at a time) through a Fastify front to a pool holding the Node app,
  * a hostile SCGI backend (on TCP and on a Unix socket) that picks a fault per request, and a
  * dead address. Every request must end as the app's exact answer, or as the 5xx its fault calls
- * for, or cut when the fault came after the head; and afterwards nothing is left open: sockets,
- * timers, fds, spool files, listeners on the front's server.
+ * for: a fault after the head is a clean 502 when the body is small enough to be collected whole
+ * (maxBufferedBody), a cut connection when it streams; and afterwards nothing is left open:
+ * sockets, timers, fds, spool files, listeners on the front's server.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
@@ -30,7 +31,13 @@ const TOTAL = 10_000;
 const CONCURRENCY = 50;
 const HEADERS_TIMEOUT = 1000;
 
-type Fault = 'normal' | 'reset-before-head' | 'reset-after-head' | 'slow' | 'malformed';
+type Fault =
+  | 'normal'
+  | 'reset-before-head'
+  | 'reset-in-small-body'
+  | 'reset-in-large-body'
+  | 'slow'
+  | 'malformed';
 /**
  * Faults by weight. `slow` costs a whole headersTimeout, so it is rarer; the timeout itself sits
  * well above the latency of a normal answer here (everything shares one event loop at 50
@@ -39,11 +46,20 @@ type Fault = 'normal' | 'reset-before-head' | 'reset-after-head' | 'slow' | 'mal
 const FAULT_WEIGHTS: ReadonlyArray<[Fault, number]> = [
   ['normal', 6],
   ['reset-before-head', 2],
-  ['reset-after-head', 2],
+  ['reset-in-small-body', 1],
+  ['reset-in-large-body', 1],
   ['malformed', 2],
   ['slow', 1],
 ];
 const FAULTS: readonly Fault[] = FAULT_WEIGHTS.flatMap(([f, n]) => Array<Fault>(n).fill(f));
+/**
+ * The Content-Length a head announces before the reset: within the front's maxBufferedBody
+ * (default 64 KiB) the body is collected whole, so the reset is a clean 502 before anything
+ * reached the client; over it the body streams, so the reset cuts the client connection.
+ */
+const SMALL_BODY = 5000;
+const LARGE_BODY = 100_000;
+const AFTER_HEAD = 100;
 /** Faults a retryable request is retried after (nothing of the response was seen). */
 const RETRIED: ReadonlySet<Fault> = new Set(['reset-before-head', 'slow']);
 
@@ -80,14 +96,17 @@ function hostileServer(appPath: string, log: Map<string, Fault[]>, sockets: Set<
         case 'reset-before-head':
           reset();
           break;
-        case 'reset-after-head':
+        case 'reset-in-small-body':
+        case 'reset-in-large-body': {
+          const length = fault === 'reset-in-small-body' ? SMALL_BODY : LARGE_BODY;
           socket.resume();
           socket.write(
-            'Status: 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 5000\r\n\r\n' +
-              'x'.repeat(100),
+            `Status: 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${length}\r\n\r\n` +
+              'x'.repeat(AFTER_HEAD),
             () => setTimeout(reset, 20),
           );
           break;
+        }
         case 'slow':
           socket.resume(); // reads the body, never answers: the proxy gives up first
           break;
@@ -147,6 +166,9 @@ describe('soak: 10,000 requests against a hostile pool', () => {
     });
     cleanups.push(() => front.close());
     const proxy = front.app.scgiProxy;
+    // The fault bodies sit on either side of the buffering limit.
+    expect(SMALL_BODY).toBeLessThanOrEqual(proxy.options.maxBufferedBody);
+    expect(LARGE_BODY).toBeGreaterThan(proxy.options.maxBufferedBody);
     const server = front.app.server;
     const listeners = () =>
       Object.fromEntries(server.eventNames().map((e) => [String(e), server.listenerCount(e)]));
@@ -156,13 +178,17 @@ describe('soak: 10,000 requests against a hostile pool', () => {
       JSON.stringify({ length: b.length, sha256: createHash('sha256').update(b).digest('hex') }),
     );
     const stream = Buffer.from(Array.from({ length: 2000 }, (_, i) => i & 255));
+    // Over maxBufferedBody: this answer streams through the front instead of being collected.
+    const large = Buffer.from(Array.from({ length: 70_000 }, (_, i) => i & 255));
     /** One request: which kind, whether the proxy may retry it, and its exact answer. */
     const plan = (i: number) => {
       const k = i % 20;
       const body = bodies[i % 8]!;
       const answer = Buffer.from(answers[i % 8]!);
-      if (k < 14)
+      if (k < 13)
         return { method: 'GET', path: '/stream?bytes=2000&cl=1', retry: true, answer: stream };
+      if (k < 14)
+        return { method: 'GET', path: '/stream?bytes=70000&cl=1', retry: true, answer: large };
       if (k < 17) return { method: 'POST', path: '/sha256', body, retry: false, answer };
       if (k < 19) return { method: 'PUT', path: '/sha256', chunked: body, retry: true, answer };
       return { method: 'POST', path: '/sha256', chunked: body, retry: false, answer };
@@ -220,21 +246,34 @@ describe('soak: 10,000 requests against a hostile pool', () => {
       if (!reply.cut && reply.status === 200 && reply.body.equals(p.answer)) {
         if (retriedOk(last === 'normal' ? earlier : faults)) verdict = 'answer';
       } else if (reply.cut) {
-        if (last === 'reset-after-head' && reply.status === 200 && retriedOk(earlier))
+        // Only a body over maxBufferedBody streams, so only there can a fault after the head
+        // reach the client: the head, at most the bytes sent before the reset, then a cut.
+        if (
+          last === 'reset-in-large-body' &&
+          reply.status === 200 &&
+          reply.headers['content-length'] === String(LARGE_BODY) &&
+          reply.body.length <= AFTER_HEAD &&
+          reply.body.equals(Buffer.from('x'.repeat(reply.body.length))) &&
+          retriedOk(earlier)
+        )
           verdict = 'cut after head';
       } else if (retriedOk(earlier)) {
         const code = errorCode(reply);
         const expected: Record<string, [number, string[]]> = {
           malformed: [502, ['SCGI_ERR_RESPONSE_HEADER']],
           'reset-before-head': [502, ['SCGI_ERR_UPSTREAM_RESET', 'SCGI_ERR_UPSTREAM_CLOSED']],
+          // A small body is collected whole: the reset comes before anything went out.
+          'reset-in-small-body': [502, ['SCGI_ERR_UPSTREAM_BODY']],
           slow: [504, ['SCGI_ERR_HEADERS_TIMEOUT']],
         };
         const e = last === undefined ? undefined : expected[last];
+        // A retryable request is retried after a fault before any response byte, so it never
+        // ends with one of those.
         if (
           e &&
           reply.status === e[0] &&
           e[1].includes(code ?? '') &&
-          !(p.retry && last !== 'malformed')
+          !(p.retry && RETRIED.has(last!))
         )
           verdict = `${reply.status} ${code}`;
       }
@@ -246,6 +285,7 @@ describe('soak: 10,000 requests against a hostile pool', () => {
     expect(Object.keys(tally).sort()).toEqual(
       [
         '502 SCGI_ERR_RESPONSE_HEADER',
+        '502 SCGI_ERR_UPSTREAM_BODY',
         '502 SCGI_ERR_UPSTREAM_RESET',
         '504 SCGI_ERR_HEADERS_TIMEOUT',
         'answer',

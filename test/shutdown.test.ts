@@ -117,9 +117,13 @@ describe('Fastify: app.close()', () => {
     await expectChecksStopped(b, timeouts);
   });
 
-  it('closeGrace 200 with a response streaming: the client connection is cut', async () => {
+  it('closeGrace 200 with a response streaming (maxBufferedBody 0): the client connection is cut', async () => {
     const b = await backend();
-    const front = await startFastifyFront({ upstream: b.address, closeGrace: 200 });
+    const front = await startFastifyFront({
+      upstream: b.address,
+      closeGrace: 200,
+      maxBufferedBody: 0,
+    });
     const proxy = front.app.scgiProxy;
     const streaming = send(`${front.url}/hang`);
     await eventually(
@@ -135,6 +139,35 @@ describe('Fastify: app.close()', () => {
     expect(r).toMatchObject({ status: 200, cut: true });
     expect(r.body.toString()).toBe('part of a body\n');
     expect(proxy.inFlight).toBe(0);
+  });
+
+  it('closeGrace 200 with a small body still being collected: 503 SCGI_ERR_CLOSING, none of the body', async () => {
+    const b = await backend();
+    const front = await startFastifyFront({ upstream: b.address, closeGrace: 200 });
+    const proxy = front.app.scgiProxy;
+    const collecting = send(`${front.url}/hang`);
+    await eventually(
+      () => b.active,
+      (n) => n === 1,
+      1000,
+    );
+    await delay(50);
+    const started = Date.now();
+    await front.app.close();
+    const took = Date.now() - started;
+    expect(took).toBeGreaterThanOrEqual(180);
+    expect(took).toBeLessThan(1000);
+    const r = await collecting;
+    expect([r.status, r.cut, errorCode(r)]).toEqual([503, false, 'SCGI_ERR_CLOSING']);
+    expect(r.body.toString()).not.toContain('part of a body');
+    expect(proxy.inFlight).toBe(0);
+    expect(
+      await eventually(
+        () => b.last().readableEnded,
+        (x) => x,
+        500,
+      ),
+    ).toBe(true);
   });
 });
 
@@ -178,9 +211,9 @@ describe('Express: mw.close()', () => {
     await expectChecksStopped(b, timeouts);
   });
 
-  it('mw.close(grace) cuts what is still streaming after the grace period', async () => {
+  it('mw.close(grace) cuts what is still streaming (maxBufferedBody 0) after the grace period', async () => {
     const b = await backend();
-    const { mw, url } = await expressFront({ upstream: b.address });
+    const { mw, url } = await expressFront({ upstream: b.address, maxBufferedBody: 0 });
     const streaming = send(`${url}/hang`);
     await eventually(
       () => b.active,
@@ -191,7 +224,28 @@ describe('Express: mw.close()', () => {
     const started = Date.now();
     await mw.close(100);
     expect(Date.now() - started).toBeLessThan(500);
-    expect(await streaming).toMatchObject({ status: 200, cut: true });
+    const r = await streaming;
+    expect(r).toMatchObject({ status: 200, cut: true });
+    expect(r.body.toString()).toBe('part of a body\n');
+    expect(mw.proxy.inFlight).toBe(0);
+  });
+
+  it('mw.close(grace) answers 503 SCGI_ERR_CLOSING to a small body still being collected', async () => {
+    const b = await backend();
+    const { mw, url } = await expressFront({ upstream: b.address });
+    const collecting = send(`${url}/hang`);
+    await eventually(
+      () => b.active,
+      (n) => n === 1,
+      1000,
+    );
+    await delay(50);
+    const started = Date.now();
+    await mw.close(100);
+    expect(Date.now() - started).toBeLessThan(500);
+    const r = await collecting;
+    expect([r.status, r.cut, errorCode(r)]).toEqual([503, false, 'SCGI_ERR_CLOSING']);
+    expect(r.body.toString()).not.toContain('part of a body');
     expect(mw.proxy.inFlight).toBe(0);
   });
 });

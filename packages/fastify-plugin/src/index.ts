@@ -193,12 +193,14 @@ async function fastifyScgiPlugin(
             (reply.raw as { statusMessage: string }).statusMessage = response.statusMessage;
           }
           reply.headers(response.headers);
+          // Also when onResponse sends something else itself.
+          logWhenOver(request, response);
           if (onResponse === undefined) {
-            sendBody(request, reply, response);
+            sendBody(reply, response);
             return;
           }
           return Promise.resolve(onResponse(request, reply, response)).then(() => {
-            if (!reply.sent) sendBody(request, reply, response);
+            if (!reply.sent) sendBody(reply, response);
           });
         },
         async (error: ScgiError) => {
@@ -263,26 +265,28 @@ async function fastifyScgiPlugin(
   });
 }
 
+/** One log line per exchange, once it is over: only then are the timings complete. */
+function logWhenOver(request: FastifyRequest, response: ScgiResponse): void {
+  const { upstream, statusCode, timings } = response;
+  const log = () => request.log.info({ upstream, statusCode, timings }, 'scgi response');
+  // A body collected whole: the exchange is over already.
+  if (response.bodyBuffer !== null) log();
+  else response.body.once('close', log);
+}
+
 /**
  * Sends the backend's body: a small body collected whole goes out as one Buffer (one write, no
- * stream machinery); anything else streams. One log line per exchange once it is over, when the
- * timings are complete.
+ * stream machinery); anything else streams.
  */
-function sendBody(request: FastifyRequest, reply: FastifyReply, response: ScgiResponse): void {
-  const { upstream, statusCode, timings } = response;
+function sendBody(reply: FastifyReply, response: ScgiResponse): void {
   const buf = response.bodyBuffer;
   // Fastify labels a Buffer without a type application/octet-stream; a CGI response without a
   // Content-Type must reach the client without one, so such a body takes the stream path.
   if (buf !== null && (buf.length === 0 || response.headers['content-type'] !== undefined)) {
-    request.log.info({ upstream, statusCode, timings }, 'scgi response');
     reply.send(buf.length === 0 ? undefined : buf);
     return;
   }
-  const body = response.body;
-  body.once('close', () => {
-    request.log.info({ upstream, statusCode, timings }, 'scgi response');
-  });
-  reply.send(body);
+  reply.send(response.body);
 }
 
 interface RouteConfig {

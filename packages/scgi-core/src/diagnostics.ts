@@ -7,7 +7,7 @@
  * | --- | --- | --- |
  * | `scgi-core:request:start` | a request enters the engine | `{ id, request }` |
  * | `scgi-core:request:upstream` | a backend was chosen (once per try) | `{ id, request, upstream, attempt }` |
- * | `scgi-core:request:head` | the response head arrived | `{ id, request, upstream, statusCode, timings }` |
+ * | `scgi-core:request:head` | the response is handed on (its head arrived; for a small body collected whole, once the body is in) | `{ id, request, upstream, statusCode, timings }` |
  * | `scgi-core:request:end` | the exchange finished after a head | `{ id, request, upstream, error? }` |
  * | `scgi-core:request:error` | the request failed before a head | `{ id, request, upstream?, error, phase }` |
  */

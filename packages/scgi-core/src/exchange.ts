@@ -117,6 +117,8 @@ export class Exchange {
   }
 
   start(): Promise<ScgiResponse> {
+    // Destroyed before it started (its client went away meanwhile): never connect.
+    if (this.#state === State.Done) return this.promise;
     if (this.#signal?.aborted) {
       this.#fail(new RequestAbortedError('aborted before connect'));
       return this.promise;

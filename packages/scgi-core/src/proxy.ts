@@ -158,16 +158,19 @@ export class ScgiProxy {
       if (response.bodyBuffer !== null) {
         // Collected whole: the exchange is already over.
         detachRes?.();
+        watch.dispose();
         if (b.kind === 'spooled') b.spool.dispose();
       } else {
         response.body.once('close', () => {
           detachRes?.();
+          watch.dispose();
           if (b.kind === 'spooled') b.spool.dispose();
         });
       }
       return response;
     } catch (err) {
       detachRes?.();
+      watch.dispose();
       if (body?.kind === 'spooled') body.spool.dispose();
       const e = err as ScgiError & { upstream?: string };
       if (channels.error.hasSubscribers) {
@@ -375,6 +378,7 @@ class ClientWatch {
   reason: ScgiError | null = null;
   exchange: Exchange | null = null;
   #controller: AbortController | null = null;
+  #onUserAbort: (() => void) | null = null;
 
   constructor(userSignal: AbortSignal | undefined) {
     this.userSignal = userSignal;
@@ -395,11 +399,21 @@ class ClientWatch {
       if (this.reason !== null) this.#controller.abort(this.reason);
       const user = this.userSignal;
       if (user !== undefined && !user.aborted) {
-        user.addEventListener('abort', () => this.abort(new RequestAbortedError('aborted')), {
-          once: true,
-        });
+        this.#onUserAbort = () => this.abort(new RequestAbortedError('aborted'));
+        user.addEventListener('abort', this.#onUserAbort, { once: true });
       }
     }
     return this.#controller.signal;
+  }
+
+  /**
+   * The request is over: stop listening to the caller's signal, which may outlive many requests
+   * (a running exchange keeps its own listener until it ends).
+   */
+  dispose(): void {
+    if (this.#onUserAbort !== null) {
+      this.userSignal?.removeEventListener('abort', this.#onUserAbort);
+      this.#onUserAbort = null;
+    }
   }
 }

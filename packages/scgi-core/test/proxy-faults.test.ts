@@ -245,13 +245,46 @@ describe('failures before the response head', () => {
 });
 
 describe('after the response head', () => {
-  it('a short body against Content-Length cuts the client connection (SCGI_ERR_UPSTREAM_BODY)', async () => {
+  it('a short body against Content-Length cuts the client connection (SCGI_ERR_UPSTREAM_BODY) when bodies stream (maxBufferedBody 0)', async () => {
     behave = (s) => cgi(s, 'Status: 200 OK\r\nContent-Length: 100\r\n\r\nonly this');
-    f = await front();
+    f = await front({ maxBufferedBody: 0 });
     const res = await get(f.port);
     expect(res.status).toBe(200);
     expect(res.aborted).toBe(true);
     expect(f.errors).toEqual([{ code: 'SCGI_ERR_UPSTREAM_BODY', phase: 'body' }]);
+  });
+
+  it('a short body against a Content-Length over maxBufferedBody streams, then cuts the client connection', async () => {
+    behave = (s) => cgi(s, 'Status: 200 OK\r\nContent-Length: 65537\r\n\r\nonly this');
+    f = await front();
+    const res = await get(f.port);
+    expect(res.status).toBe(200);
+    expect(res.aborted).toBe(true);
+    expect(res.body.toString()).toBe('only this');
+    expect(f.errors).toEqual([{ code: 'SCGI_ERR_UPSTREAM_BODY', phase: 'body' }]);
+  });
+
+  it('a short body against a Content-Length within maxBufferedBody (default) -> a clean 502 SCGI_ERR_UPSTREAM_BODY', async () => {
+    behave = (s) => cgi(s, 'Status: 200 OK\r\nContent-Length: 65536\r\n\r\nonly this');
+    f = await front();
+    const res = await get(f.port);
+    expect(res.status).toBe(502);
+    expect(res.aborted).toBe(false);
+    expect(res.body.toString()).toBe('SCGI_ERR_UPSTREAM_BODY');
+    expect(f.errors).toEqual([{ code: 'SCGI_ERR_UPSTREAM_BODY', phase: 'head' }]);
+  });
+
+  it('a reset while a small body is collected -> a clean 502 SCGI_ERR_UPSTREAM_BODY', async () => {
+    behave = (s) => {
+      s.write('Status: 200 OK\r\nContent-Length: 100\r\n\r\nfirst part');
+      setTimeout(() => s.resetAndDestroy(), 50);
+    };
+    f = await front();
+    const res = await get(f.port);
+    expect(res.status).toBe(502);
+    expect(res.aborted).toBe(false);
+    expect(res.body.toString()).toBe('SCGI_ERR_UPSTREAM_BODY');
+    expect(f.errors).toEqual([{ code: 'SCGI_ERR_UPSTREAM_BODY', phase: 'head' }]);
   });
 
   it('bytes past Content-Length are dropped', async () => {
@@ -280,6 +313,17 @@ describe('after the response head', () => {
     const res = await get(f.port);
     expect(res.aborted).toBe(true);
     expect(f.errors).toEqual([{ code: 'SCGI_ERR_IDLE_TIMEOUT', phase: 'body' }]);
+    await expect.poll(() => backendSockets.size).toBe(0);
+  });
+
+  it('a backend stalling while a small body is collected -> 504 SCGI_ERR_IDLE_TIMEOUT, backend socket closed', async () => {
+    behave = (s) => s.write('Status: 200 OK\r\nContent-Length: 100\r\n\r\nsome');
+    f = await front({ idleTimeout: 200 });
+    const res = await get(f.port);
+    expect(res.status).toBe(504);
+    expect(res.aborted).toBe(false);
+    expect(res.body.toString()).toBe('SCGI_ERR_IDLE_TIMEOUT');
+    expect(f.errors).toEqual([{ code: 'SCGI_ERR_IDLE_TIMEOUT', phase: 'head' }]);
     await expect.poll(() => backendSockets.size).toBe(0);
   });
 
