@@ -7,7 +7,6 @@ import { createHash } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
 import { createScgiServer } from 'scgi-core';
 
-
 /** Deterministic bytes: the pattern 0..255 repeated, from `offset`. */
 function patternBytes(offset, length) {
   const out = Buffer.allocUnsafe(length);
