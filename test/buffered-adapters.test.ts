@@ -202,22 +202,22 @@ describe.each(KINDS)('through %s', (kind) => {
     expect(res.body.equals(BODY)).toBe(true);
   });
 
-  it.each(['/app/head', '/app/head-untyped'])(
-    'HEAD %s keeps the backend Content-Length',
-    async (target) => {
-      const res = await both(target, 'HEAD');
-      expect(res.statusCode).toBe(200);
-      expect(fields(res)).toEqual(
-        target.endsWith('untyped')
-          ? [['content-length', '12345']]
-          : [
-              ['content-type', 'text/plain'],
-              ['content-length', '12345'],
-            ],
-      );
-      expect(res.body.length).toBe(0);
-    },
-  );
+  it.each([
+    '/app/head',
+    '/app/head-untyped',
+  ])('HEAD %s keeps the backend Content-Length', async (target) => {
+    const res = await both(target, 'HEAD');
+    expect(res.statusCode).toBe(200);
+    expect(fields(res)).toEqual(
+      target.endsWith('untyped')
+        ? [['content-length', '12345']]
+        : [
+            ['content-type', 'text/plain'],
+            ['content-length', '12345'],
+          ],
+    );
+    expect(res.body.length).toBe(0);
+  });
 
   it.each(['/app/empty', '/app/empty-untyped'])('%s: Content-Length 0, no body', async (target) => {
     const res = await both(target);

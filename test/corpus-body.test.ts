@@ -218,20 +218,19 @@ describe.each(BACKENDS)('corpus (bodies, responses) -> $name', (spec) => {
         it.for([
           [204, 'No Content'],
           [304, 'Not Modified'],
-        ] as const)(
-          '/status/%i: no body, no framing headers',
-          async ([code, reason], { expect }) => {
-            const wire = await wireBytes(front.current, { target: `/app/status/${code}` });
-            const end = wire.indexOf('\r\n\r\n');
-            expect(wire.subarray(0, end).toString()).toMatch(
-              new RegExp(`^HTTP/1.1 ${code} ${reason}\\r\\n`),
-            );
-            expect(wire.subarray(end + 4).length).toBe(0);
-            const res = await send(front.current, { target: `/app/status/${code}` });
-            expect(res.statusCode).toBe(code);
-            expect(fields(res)).toEqual([]);
-          },
-        );
+        ] as const)('/status/%i: no body, no framing headers', async ([code, reason], {
+          expect,
+        }) => {
+          const wire = await wireBytes(front.current, { target: `/app/status/${code}` });
+          const end = wire.indexOf('\r\n\r\n');
+          expect(wire.subarray(0, end).toString()).toMatch(
+            new RegExp(`^HTTP/1.1 ${code} ${reason}\\r\\n`),
+          );
+          expect(wire.subarray(end + 4).length).toBe(0);
+          const res = await send(front.current, { target: `/app/status/${code}` });
+          expect(res.statusCode).toBe(code);
+          expect(fields(res)).toEqual([]);
+        });
 
         it('/redirect: 302 with Location', async ({ expect }) => {
           const res = await send(front.current, { target: '/app/redirect' });

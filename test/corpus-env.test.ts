@@ -188,14 +188,16 @@ describe.each(BACKENDS)('corpus (env) -> $name', (spec) => {
       });
 
       describe.concurrent('paths', () => {
-        it.for([utf8Target('/app/env/café'), utf8Target('/app/env?q=café')])(
-          "raw UTF-8 bytes in %j: Node's HTTP parser answers 400 before the adapter runs",
-          async (target, { expect }) => {
-            // Clients send UTF-8 percent-encoded (the cases above); llhttp refuses raw bytes > 0x7F.
-            const res = await send(front.current, { target });
-            expect(res.statusCode).toBe(400);
-          },
-        );
+        it.for([
+          utf8Target('/app/env/café'),
+          utf8Target('/app/env?q=café'),
+        ])("raw UTF-8 bytes in %j: Node's HTTP parser answers 400 before the adapter runs", async (target, {
+          expect,
+        }) => {
+          // Clients send UTF-8 percent-encoded (the cases above); llhttp refuses raw bytes > 0x7F.
+          const res = await send(front.current, { target });
+          expect(res.statusCode).toBe(400);
+        });
 
         it.for(PATHS)('%j -> PATH_INFO bytes %s', async ([target, pathInfoHex], { expect }) => {
           const f = front.current;
@@ -213,44 +215,42 @@ describe.each(BACKENDS)('corpus (env) -> $name', (spec) => {
           expect(env.PATH_INFO_hex).toBe(pathInfoHex);
         });
 
-        it.for(REFUSED)(
-          '%j -> 400 %s, not forwarded',
-          async ([target, code, message], { expect }) => {
-            const res = await send(front.current, { target });
-            const body = errorBody(kind, 400, code, message);
-            expect(res.statusCode).toBe(400);
-            expect(JSON.parse(res.body.toString())).toEqual(body);
-            expect(fields(res)).toEqual(expectedErrorFields(JSON.stringify(body)));
-          },
-        );
+        it.for(REFUSED)('%j -> 400 %s, not forwarded', async ([target, code, message], {
+          expect,
+        }) => {
+          const res = await send(front.current, { target });
+          const body = errorBody(kind, 400, code, message);
+          expect(res.statusCode).toBe(400);
+          expect(JSON.parse(res.body.toString())).toEqual(body);
+          expect(fields(res)).toEqual(expectedErrorFields(JSON.stringify(body)));
+        });
 
         it.for([
           ['/app', ''],
           ['/app/', '/'],
           ['/app?x=1', ''],
-        ])(
-          'the bare prefix %j is the app root (PATH_INFO %j)',
-          async ([target, pathInfo], { expect }) => {
-            const f = front.current;
-            const res = await send(f, { target });
-            const query = target.includes('?') ? 'x=1' : '';
-            const page = indexPage(spec.app, f, pathInfo, query);
-            expect(res.statusCode).toBe(200);
-            expect(res.body.toString('utf8')).toBe(page);
-            if (spec.app === 'python') {
-              expect(fields(res)).toEqual([
-                ['content-type', 'text/html; charset=utf-8'],
-                ['content-length', String(Buffer.byteLength(page))],
-              ]);
-            } else {
-              // node-app.mjs sends no Content-Length here: the front chunks the answer.
-              expect(fields(res)).toEqual([
-                ['content-type', 'text/html; charset=utf-8'],
-                ['transfer-encoding', 'chunked'],
-              ]);
-            }
-          },
-        );
+        ])('the bare prefix %j is the app root (PATH_INFO %j)', async ([target, pathInfo], {
+          expect,
+        }) => {
+          const f = front.current;
+          const res = await send(f, { target });
+          const query = target.includes('?') ? 'x=1' : '';
+          const page = indexPage(spec.app, f, pathInfo, query);
+          expect(res.statusCode).toBe(200);
+          expect(res.body.toString('utf8')).toBe(page);
+          if (spec.app === 'python') {
+            expect(fields(res)).toEqual([
+              ['content-type', 'text/html; charset=utf-8'],
+              ['content-length', String(Buffer.byteLength(page))],
+            ]);
+          } else {
+            // node-app.mjs sends no Content-Length here: the front chunks the answer.
+            expect(fields(res)).toEqual([
+              ['content-type', 'text/html; charset=utf-8'],
+              ['transfer-encoding', 'chunked'],
+            ]);
+          }
+        });
 
         it('/appx/env is outside the mount: the front answers 404, the app never sees it', async ({
           expect,
@@ -363,23 +363,22 @@ describe.each(BACKENDS)('corpus (env) -> $name', (spec) => {
           ['/env/%E9', '2f656e762fe9'],
           // At the root nothing is outside the mount: `..` stops at "/" and the rest is forwarded.
           ['/../env/x', hex('/env/x')],
-        ])(
-          '%j -> SCRIPT_NAME "" and PATH_INFO bytes %s',
-          async ([target, pathInfoHex], { expect }) => {
-            const f = front.current;
-            const env = await envOf(f, { target });
-            const pathInfo = Buffer.from(pathInfoHex, 'hex').toString('latin1');
-            expect(env).toMatchObject(
-              baseEnv(f, {
-                SCRIPT_NAME: '',
-                REQUEST_URI: target,
-                PATH_INFO: pathInfo,
-                DOCUMENT_URI: pathInfo,
-              }),
-            );
-            expect(env.PATH_INFO_hex).toBe(pathInfoHex);
-          },
-        );
+        ])('%j -> SCRIPT_NAME "" and PATH_INFO bytes %s', async ([target, pathInfoHex], {
+          expect,
+        }) => {
+          const f = front.current;
+          const env = await envOf(f, { target });
+          const pathInfo = Buffer.from(pathInfoHex, 'hex').toString('latin1');
+          expect(env).toMatchObject(
+            baseEnv(f, {
+              SCRIPT_NAME: '',
+              REQUEST_URI: target,
+              PATH_INFO: pathInfo,
+              DOCUMENT_URI: pathInfo,
+            }),
+          );
+          expect(env.PATH_INFO_hex).toBe(pathInfoHex);
+        });
 
         it('/ is the app root', async ({ expect }) => {
           const res = await send(front.current, { target: '/' });

@@ -10,12 +10,11 @@ for (const m of readme.matchAll(/^\|\s*`(SCGI_ERR_[A-Z0-9_]+)`\s*\|\s*(\d{3})\s*
   rows.set(m[1]!, Number(m[2]));
 
 describe('error code documentation', () => {
-  it.each(listErrorCodes().map((e) => [e.code, e.statusCode] as const))(
-    '%s is in the README table with status %i',
-    (code, status) => {
-      expect(rows.get(code)).toBe(status);
-    },
-  );
+  it.each(
+    listErrorCodes().map((e) => [e.code, e.statusCode] as const),
+  )('%s is in the README table with status %i', (code, status) => {
+    expect(rows.get(code)).toBe(status);
+  });
 
   it('the README lists no unknown code', () => {
     const known = new Set(listErrorCodes().map((e) => e.code));

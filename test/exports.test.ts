@@ -52,14 +52,15 @@ describe('package exports', () => {
     }
   });
 
-  it.each(['scgi-core', 'fastify-plugin', 'express-mw'])(
-    '%s: exports map lists types first',
-    (dir) => {
-      const pkg = JSON.parse(readFileSync(`${root}/packages/${dir}/package.json`, 'utf8'));
-      expect(Object.keys(pkg.exports['.'])[0]).toBe('types');
-      expect(pkg.type).toBe('module');
-    },
-  );
+  it.each([
+    'scgi-core',
+    'fastify-plugin',
+    'express-mw',
+  ])('%s: exports map lists types first', (dir) => {
+    const pkg = JSON.parse(readFileSync(`${root}/packages/${dir}/package.json`, 'utf8'));
+    expect(Object.keys(pkg.exports['.'])[0]).toBe('types');
+    expect(pkg.type).toBe('module');
+  });
 
   it('require() of the Fastify plugin gives a usable plugin', () => {
     const out = run(

@@ -199,25 +199,22 @@ describe('bodyBuffer: which bodies are collected whole', () => {
     [1000, 1001, false],
     [undefined, 65_536, true],
     [undefined, 65_537, false],
-  ])(
-    'maxBufferedBody %s, Content-Length %s: collected whole = %s',
-    async (limit, length, whole) => {
-      const body = bytes(length);
-      const b = await backend((s) =>
-        dribble(s, [head(length), body.subarray(0, 100), body.subarray(100)]),
-      );
-      const f = await front(b.address, limit === undefined ? {} : { maxBufferedBody: limit });
-      const res = await get(f.port);
-      expect(res).toMatchObject({ status: 200, cut: false });
-      expect(res.body.equals(body)).toBe(true);
-      const r = f.responses[0]!;
-      if (whole) {
-        expect(r.bodyBuffer?.equals(body)).toBe(true);
-      } else {
-        expect(r.bodyBuffer).toBeNull();
-      }
-    },
-  );
+  ])('maxBufferedBody %s, Content-Length %s: collected whole = %s', async (limit, length, whole) => {
+    const body = bytes(length);
+    const b = await backend((s) =>
+      dribble(s, [head(length), body.subarray(0, 100), body.subarray(100)]),
+    );
+    const f = await front(b.address, limit === undefined ? {} : { maxBufferedBody: limit });
+    const res = await get(f.port);
+    expect(res).toMatchObject({ status: 200, cut: false });
+    expect(res.body.equals(body)).toBe(true);
+    const r = f.responses[0]!;
+    if (whole) {
+      expect(r.bodyBuffer?.equals(body)).toBe(true);
+    } else {
+      expect(r.bodyBuffer).toBeNull();
+    }
+  });
 
   it('a body of unknown length streams (bodyBuffer null)', async () => {
     const b = await backend((s) => dribble(s, [head(null), 'first, ', 'second']));

@@ -413,13 +413,19 @@ describe('CgiResponseParser: size limit and options', () => {
     expect(parse('X-A: 1\r\n\r\n', { maxHeadSize: 10 }).head.headers).toEqual({ 'x-a': '1' });
   });
 
-  it.each([0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, '100', true])(
-    'rejects maxHeadSize %s',
-    (maxHeadSize) => {
-      const options = { maxHeadSize } as unknown as CgiResponseParserOptions;
-      expect(codeOf(() => new CgiResponseParser(options))).toBe('SCGI_ERR_INVALID_OPTION');
-    },
-  );
+  it.each([
+    0,
+    -1,
+    1.5,
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    2 ** 53,
+    '100',
+    true,
+  ])('rejects maxHeadSize %s', (maxHeadSize) => {
+    const options = { maxHeadSize } as unknown as CgiResponseParserOptions;
+    expect(codeOf(() => new CgiResponseParser(options))).toBe('SCGI_ERR_INVALID_OPTION');
+  });
 
   it('uses the default for an undefined maxHeadSize', () => {
     const input = bytes(`X-A: ${'a'.repeat(65536 - 9)}\r\n\r\n`); // exactly 65536 bytes
