@@ -143,20 +143,18 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
         rewriteEnv: rewriteEnv === undefined ? undefined : (env) => rewriteEnv(env, req),
       })
       .then(
-        async (response) => {
+        (response) => {
+          if (onResponse === undefined) {
+            send(res, response, true);
+            return;
+          }
           res.statusCode = response.statusCode;
           if (response.statusMessage !== '') res.statusMessage = response.statusMessage;
           for (const name in response.headers) res.setHeader(name, response.headers[name]!);
-          if (onResponse !== undefined && (await onResponse(req, res, response)) === false) return;
-          // pipeline destroys `res` when the backend body fails: the client sees a cut
-          // connection, never a clean end of a truncated body.
-          const buf = response.bodyBuffer;
-          if (buf !== null) {
-            // A small body collected whole: one write.
-            res.end(buf);
-            return;
-          }
-          pipeline(response.body, res, () => {});
+          return Promise.resolve(onResponse(req, res, response)).then((go) => {
+            // The head is already on `res` (and maybe changed by the hook): keep it as it is.
+            if (go !== false) send(res, response, false);
+          });
         },
         (err: ScgiError) => fail(err, req, res, next),
       )
@@ -172,6 +170,28 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
     stats: () => proxy.stats(),
     ready: () => proxy.ready(),
   });
+}
+
+/**
+ * Sends the backend's answer; with `applyHead`, its status and headers first (added to the headers
+ * earlier middleware set). A small body collected whole goes out in one write; a streamed one through
+ * `pipeline`, which destroys `res` when the backend body fails: the client sees a cut
+ * connection, never a clean end of a truncated body.
+ */
+function send(res: ServerResponse, response: ScgiResponse, applyHead: boolean): void {
+  if (applyHead && !res.headersSent) {
+    // setHeader, not writeHead: Node then adds the Content-Length of a body sent whole.
+    res.statusCode = response.statusCode;
+    if (response.statusMessage !== '') res.statusMessage = response.statusMessage;
+    const headers = response.headers;
+    for (const name in headers) res.setHeader(name, headers[name]!);
+  }
+  const buf = response.bodyBuffer;
+  if (buf !== null) {
+    res.end(buf);
+    return;
+  }
+  pipeline(response.body, res, () => {});
 }
 
 export default scgiProxy;
