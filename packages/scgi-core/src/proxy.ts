@@ -108,7 +108,17 @@ export class ScgiProxy {
    */
   ready(): Promise<void> {
     if (this.#ready === null) {
-      this.#ready = this.#supervisor === null ? Promise.resolve() : this.#supervisor.start();
+      this.#ready =
+        this.#supervisor === null
+          ? Promise.resolve()
+          : this.#supervisor.start().catch((err: unknown) => {
+              // The workers are gone (start() cleaned up): this proxy cannot serve; stop its
+              // health checks so no timer outlives it.
+              this.#closing = true;
+              this.#health?.stop();
+              this.pool.close();
+              throw err;
+            });
     }
     return this.#ready;
   }
@@ -133,8 +143,9 @@ export class ScgiProxy {
    * `ScgiError` (its `statusCode` is the answer to give: 400/413/502/503/504) before that.
    */
   async request(req: ProxiedRequest, opts: ScgiRequestOptions = {}): Promise<ScgiResponse> {
-    if (this.#closing) throw new ClosingError();
+    // A failed start answers with its own error (SCGI_ERR_SPAWN), not as a shutdown.
     if (this.#supervisor !== null) await this.ready();
+    if (this.#closing) throw new ClosingError();
     const id = ++nextId;
     if (channels.start.hasSubscribers) channels.start.publish({ id, request: req });
     // The client going away aborts the request at once. No AbortController on the hot path:
