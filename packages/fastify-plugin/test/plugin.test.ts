@@ -333,6 +333,44 @@ describe('HTTPS and HTTP/2', () => {
     await app.close();
   });
 
+  it('HTTP/2 request bodies: with content-length streamed, without it spooled; both whole', async () => {
+    const app = Fastify({ http2: true });
+    await app.register(fastifyScgi, { upstream, prefix: '/app', spoolMemory: 1024 });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const body = Buffer.alloc(200_000, 3);
+    const { createHash } = await import('node:crypto');
+    const expected = {
+      length: body.length,
+      sha256: createHash('sha256').update(body).digest('hex'),
+    };
+    const post = (headers: Record<string, string | number>) =>
+      new Promise<{ status: number; json: unknown }>((resolve, reject) => {
+        const client = http2.connect(`http://127.0.0.1:${port}`);
+        client.on('error', reject);
+        const req = client.request({ ':method': 'POST', ':path': '/app/sha256', ...headers });
+        let status = 0;
+        let text = '';
+        req.on('response', (h) => {
+          status = Number(h[':status']);
+        });
+        req.setEncoding('utf8');
+        req.on('data', (c) => {
+          text += c;
+        });
+        req.on('end', () => {
+          client.close();
+          resolve({ status, json: JSON.parse(text) });
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    expect(await post({ 'content-length': body.length })).toEqual({ status: 200, json: expected });
+    // No content-length on HTTP/2: the length is learnt by spooling (here past spoolMemory, to a file).
+    expect(await post({})).toEqual({ status: 200, json: expected });
+    await app.close();
+  });
+
   it('HTTP/2 over TLS: HTTPS=on', async () => {
     const app = Fastify({ http2: true, https: { key, cert } });
     await app.register(fastifyScgi, { upstream, prefix: '/app' });
