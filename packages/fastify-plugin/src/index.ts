@@ -121,6 +121,9 @@ async function fastifyScgiPlugin(
   options: FastifyScgiOptions,
 ): Promise<void> {
   const prefix = checkPrefix(options.prefix);
+  // Registered inside a prefixed context (`register(..., { prefix: '/v1' })`), the routes live at
+  // that prefix plus ours, and SCRIPT_NAME must be the whole mount path.
+  const mount = fastify.prefix + prefix;
   checkHook('rewriteEnv', options.rewriteEnv);
   checkHook('onResponse', options.onResponse);
   checkHook('onError', options.onError);
@@ -239,7 +242,7 @@ async function fastifyScgiPlugin(
   const server = fastify.server;
   const onRawRequest = (req: RawWithUrl) => {
     const url = req.url;
-    if (url !== undefined && badlyEncoded(url) && (prefix === '' || url.startsWith(`${prefix}/`))) {
+    if (url !== undefined && badlyEncoded(url) && (mount === '' || url.startsWith(`${mount}/`))) {
       req[kOriginalUrl] = url;
       const q = url.indexOf('?');
       const path = q === -1 ? url : url.slice(0, q);
@@ -251,7 +254,7 @@ async function fastifyScgiPlugin(
     server.removeListener('request', onRawRequest);
   });
 
-  const config: RouteConfig = { scgiProxy: proxy, scgiPrefix: prefix, scgiHooks: defaults };
+  const config: RouteConfig = { scgiProxy: proxy, scgiPrefix: mount, scgiHooks: defaults };
   await fastify.register(async (scope) => {
     // Raw body passthrough under the prefix only: other routes keep their parsers.
     scope.removeAllContentTypeParsers();

@@ -92,6 +92,32 @@ describe('registration', () => {
     await app.close();
   });
 
+  it('inside a prefixed context, SCRIPT_NAME is the whole mount path', async () => {
+    const app = Fastify();
+    await app.register(
+      async (v1) => {
+        await v1.register(fastifyScgi, { upstream, prefix: '/app' });
+      },
+      { prefix: '/v1' },
+    );
+    const res = await app.inject({ url: '/v1/app/env/x' });
+    expect(res.json()).toMatchObject({
+      SCRIPT_NAME: '/v1/app',
+      PATH_INFO: '/env/x',
+      REQUEST_URI: '/v1/app/env/x',
+    });
+    // A path that is not UTF-8 after decoding: over a real connection (inject() bypasses the
+    // server's 'request' event, where the plugin lets such paths through the router).
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const bad = await fetch(`http://127.0.0.1:${port}/v1/app/env/%E9`);
+    expect(await bad.json()).toMatchObject({
+      SCRIPT_NAME: '/v1/app',
+      PATH_INFO_hex: '2f656e762fe9',
+    });
+    await app.close();
+  });
+
   it('forwards methods Fastify does not route by default', async () => {
     const app = await build();
     for (const method of ['PROPFIND', 'MKCOL', 'LOCK', 'PURGE', 'OPTIONS', 'DELETE']) {
