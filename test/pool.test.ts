@@ -102,7 +102,11 @@ describe('balancing through a front to three Node SCGI backends', () => {
       if (before.get(k) !== 'n1') expect(now).toBe(before.get(k));
       if (now === before.get(k)) kept++;
     }
-    expect(kept / keys.length).toBeGreaterThanOrEqual(0.7);
+    // Exactly the keys of the backend that left moved. (Its share depends on where the ring puts
+    // this run's random socket paths: about a quarter, bounded loosely so the test cannot flake.)
+    const movedAway = keys.filter((k) => before.get(k) === 'n1').length;
+    expect(kept).toBe(keys.length - movedAway);
+    expect(movedAway / keys.length).toBeLessThan(0.5);
   });
 });
 
