@@ -41,7 +41,9 @@ function upload(chunked) {
       { port, host: '127.0.0.1', method: 'POST', path: '/sha256', headers },
       (res) => {
         let t = '';
-        res.on('data', (c) => (t += c));
+        res.on('data', (c) => {
+          t += c;
+        });
         res.on('end', () => resolve(t));
       },
     );
@@ -61,7 +63,9 @@ function download() {
   return new Promise((resolve, reject) => {
     request({ port, host: '127.0.0.1', path: `/stream?bytes=${GiB}&cl=1` }, (res) => {
       let n = 0;
-      res.on('data', (c) => (n += c.length));
+      res.on('data', (c) => {
+        n += c.length;
+      });
       res.on('end', () => resolve(n));
     })
       .on('error', reject)
