@@ -8,6 +8,7 @@
 import { CgiResponseParser } from './cgi-response.js';
 import type { Connector } from './connect.js';
 import { InvalidOptionError } from './errors.js';
+import { intOption } from './option-checks.js';
 import type { Backend, UpstreamPool } from './pool.js';
 import { encodeScgiHead } from './scgi-head.js';
 
@@ -35,13 +36,7 @@ export interface ResolvedHealthCheck {
   readonly passes: number;
 }
 
-function positive(name: string, v: unknown, d: number): number {
-  if (v === undefined) return d;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
-    throw new InvalidOptionError(`healthCheck.${name}`, 'must be a positive integer');
-  }
-  return v;
-}
+const positive = (name: string, v: unknown, d: number) => intOption(`healthCheck.${name}`, v, d, 1);
 
 export function resolveHealthCheck(
   o: HealthCheckOptions | undefined | false,

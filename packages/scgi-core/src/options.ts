@@ -8,6 +8,7 @@ import { type CgiEnvOptions, type ResolvedCgiEnvOptions, resolveCgiEnvOptions } 
 import { type Connector, defaultConnector } from './connect.js';
 import { InvalidOptionError } from './errors.js';
 import { type HealthCheckOptions, type ResolvedHealthCheck, resolveHealthCheck } from './health.js';
+import { intOption } from './option-checks.js';
 import { Backend } from './pool.js';
 import {
   type ResolvedSpawnOptions,
@@ -213,19 +214,10 @@ export interface ResolvedProxyOptions {
   readonly env: ResolvedCgiEnvOptions;
 }
 
-function nonNegativeInt(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new InvalidOptionError(name, `must be a non-negative integer, got ${String(value)}`);
-  }
-  return value;
-}
-
-function positiveInt(name: string, value: unknown, fallback: number): number {
-  const n = nonNegativeInt(name, value, fallback);
-  if (n === 0) throw new InvalidOptionError(name, 'must be greater than 0');
-  return n;
-}
+const nonNegativeInt = (name: string, value: unknown, fallback: number) =>
+  intOption(name, value, fallback, 0);
+const positiveInt = (name: string, value: unknown, fallback: number) =>
+  intOption(name, value, fallback, 1);
 
 const PROXY_KEYS = new Set([
   'upstream',

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { InvalidOptionError, type ScgiError, SpawnError } from './errors.js';
+import { intOption } from './option-checks.js';
 import type { Backend, UpstreamPool } from './pool.js';
 
 /** A pino-compatible logger (Fastify's `log`), used for worker output and lifecycle events. */
@@ -73,13 +74,8 @@ export interface ResolvedSpawnOptions {
   readonly sockets: readonly string[];
 }
 
-function int(name: string, v: unknown, d: number, min: number): number {
-  if (v === undefined) return d;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
-    throw new InvalidOptionError(`spawn.${name}`, `must be an integer >= ${min}`);
-  }
-  return v;
-}
+const int = (name: string, v: unknown, d: number, min: number) =>
+  intOption(`spawn.${name}`, v, d, min);
 
 /** Validates `spawn` options and makes the private socket directory. */
 export function resolveSpawnOptions(o: SpawnOptions): ResolvedSpawnOptions {
