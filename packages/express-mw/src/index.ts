@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream';
 import {
   type EnvPair,
   encodeParsedBody,
+  errorResponseHeaders,
   InvalidOptionError,
   type PoolStats,
   type ScgiError,
@@ -101,9 +102,8 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
       res.destroy();
       return;
     }
-    if (err.statusCode === 413) res.setHeader('connection', 'close');
-    const retryAfter = (err as ScgiError & { retryAfter?: number }).retryAfter;
-    if (retryAfter !== undefined) res.setHeader('retry-after', String(retryAfter));
+    const headers = errorResponseHeaders(err);
+    for (const name in headers) res.setHeader(name, headers[name]!);
     if (!respondOnError) {
       next(err);
       return;

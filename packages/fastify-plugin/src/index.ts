@@ -9,6 +9,7 @@ import fp from 'fastify-plugin';
 import {
   type EnvPair,
   encodeParsedBody,
+  errorResponseHeaders,
   InvalidOptionError,
   type ScgiError,
   ScgiProxy,
@@ -208,13 +209,8 @@ async function fastifyScgiPlugin(
         },
         async (error: ScgiError) => {
           if (reply.sent || reply.raw.destroyed) return;
-          request.log.warn(
-            { err: error, upstream: (error as ScgiError & { upstream?: string }).upstream },
-            'scgi request failed',
-          );
-          if (error.statusCode === 413) reply.header('connection', 'close');
-          const retryAfter = (error as ScgiError & { retryAfter?: number }).retryAfter;
-          if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
+          request.log.warn({ err: error, upstream: error.upstream }, 'scgi request failed');
+          reply.headers(errorResponseHeaders(error));
           if (onError !== undefined) await onError(reply, { error });
           else reply.send(error);
         },

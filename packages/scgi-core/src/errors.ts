@@ -17,6 +17,21 @@ import createError from '@fastify/error';
 export class ScgiError extends Error {
   declare code: string;
   declare statusCode: number;
+  /** The backend the failure concerns (for logs only: never put it in a client response). */
+  declare upstream?: string;
+  /** Seconds for a `Retry-After` header (503 errors of the pool). */
+  declare retryAfter?: number;
+}
+
+/**
+ * Headers that go with an error response, whatever the framework: `Retry-After` for the pool's
+ * 503s, and `Connection: close` for a 413, whose unread body would otherwise hold the connection.
+ */
+export function errorResponseHeaders(err: ScgiError): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (err.statusCode === 413) headers.connection = 'close';
+  if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter);
+  return headers;
 }
 // @fastify/error assigns `this.name = 'FastifyError'`; an inherited accessor whose setter
 // ignores that keeps the name ours without wrapping every constructor.

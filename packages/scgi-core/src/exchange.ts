@@ -388,7 +388,7 @@ export class Exchange {
     // the diagnostics this request got no answer.
     if (this.#state === State.Buffering) this.#headReceived = false;
     this.#state = State.Done;
-    (err as ScgiError & { upstream?: string }).upstream = this.#address.label;
+    err.upstream = this.#address.label;
     this.#error = err;
     this.#release();
     this.#reject(err);
@@ -398,7 +398,7 @@ export class Exchange {
   #failBody(err: ScgiError): void {
     if (this.#state !== State.Body) return;
     this.#state = State.Done;
-    (err as ScgiError & { upstream?: string }).upstream = this.#address.label;
+    err.upstream = this.#address.label;
     this.#error = err;
     this.#release();
     this.#body!.destroy(err);

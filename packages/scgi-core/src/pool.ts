@@ -347,6 +347,6 @@ export class UpstreamPool {
 }
 
 function withRetryAfter(err: ScgiError, seconds: number): ScgiError {
-  (err as ScgiError & { retryAfter?: number }).retryAfter = seconds;
+  err.retryAfter = seconds;
   return err;
 }

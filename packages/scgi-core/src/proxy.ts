@@ -183,7 +183,7 @@ export class ScgiProxy {
       detachRes?.();
       watch.dispose();
       if (body?.kind === 'spooled') body.spool.dispose();
-      const e = err as ScgiError & { upstream?: string };
+      const e = err as ScgiError;
       if (channels.error.hasSubscribers) {
         channels.error.publish({ id, request: req, error: e, upstream: e.upstream, phase: 'head' });
       }
