@@ -338,35 +338,29 @@ export class Exchange {
     }
   }
 
+  // While collecting a small body nothing has reached the client yet, so a failure still
+  // rejects (#failAny picks #fail); once the body streams, it errors the stream instead.
   readonly #onEnd = () => {
-    if (this.#state === State.AwaitHead) {
+    const state = this.#state;
+    if (state === State.AwaitHead) {
       this.#fail(new UpstreamClosedError());
-    } else if (this.#state === State.Buffering) {
-      this.#fail(
+    } else if ((state === State.Buffering || state === State.Body) && this.#remaining > 0) {
+      this.#failAny(
         new UpstreamBodyError(
           `connection closed with ${this.#remaining} bytes of Content-Length missing`,
         ),
       );
-    } else if (this.#state === State.Body) {
-      if (this.#remaining > 0) {
-        this.#failBody(
-          new UpstreamBodyError(
-            `connection closed with ${this.#remaining} bytes of Content-Length missing`,
-          ),
-        );
-      } else {
-        this.#finishBody();
-      }
+    } else if (state === State.Body) {
+      this.#finishBody();
     }
   };
 
   readonly #onError = (err: NodeJS.ErrnoException) => {
-    if (this.#state === State.AwaitHead) {
+    const state = this.#state;
+    if (state === State.AwaitHead) {
       this.#fail(new UpstreamResetError(err.code ?? err.message, { cause: err }));
-    } else if (this.#state === State.Buffering) {
-      this.#fail(new UpstreamBodyError(err.code ?? err.message, { cause: err }));
-    } else if (this.#state === State.Body) {
-      this.#failBody(new UpstreamBodyError(err.code ?? err.message, { cause: err }));
+    } else if (state === State.Buffering || state === State.Body) {
+      this.#failAny(new UpstreamBodyError(err.code ?? err.message, { cause: err }));
     }
   };
 
