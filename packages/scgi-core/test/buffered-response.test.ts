@@ -25,6 +25,7 @@ import {
   type UpstreamOption,
 } from '../src/index.js';
 import type { Outcome } from '../src/pool.js';
+import { get } from './http-client.js';
 
 type Behaviour = (socket: Socket, env: Record<string, string>) => void;
 
@@ -104,38 +105,6 @@ async function front(upstream: UpstreamOption, opts: ScgiProxySettings = {}) {
     });
   });
   return { port: (server.address() as AddressInfo).port, proxy, responses, errors };
-}
-
-interface Got {
-  status: number;
-  headers: IncomingMessage['headers'];
-  body: Buffer;
-  cut: boolean;
-}
-function get(port: number, method = 'GET', path = '/'): Promise<Got> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ port, host: '127.0.0.1', path, method }, (res) => {
-      const chunks: Buffer[] = [];
-      let cut = false;
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('aborted', () => {
-        cut = true;
-      });
-      res.on('error', () => {
-        cut = true;
-      });
-      res.on('close', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body: Buffer.concat(chunks),
-          cut: cut || !res.complete,
-        }),
-      );
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 const cgi = (socket: Socket, bytes: string | Buffer) =>
@@ -270,7 +239,7 @@ describe('bodyBuffer: which bodies are collected whole', () => {
     const b = await backend((s) => cgi(s, answer));
     for (const limit of [undefined, 0]) {
       const f = await front(b.address, limit === undefined ? {} : { maxBufferedBody: limit });
-      const res = await get(f.port, method);
+      const res = await get(f.port, '/', method);
       expect(res.cut).toBe(false);
       expect(res.body.length).toBe(0);
       const r = f.responses[0]!;
@@ -441,9 +410,9 @@ describe('client aborts', () => {
         }),
     );
     const port = (server.address() as AddressInfo).port;
-    const first = get(port, 'GET', '/first');
+    const first = get(port, '/first');
     await expect.poll(() => b.connections()).toBe(1);
-    const second = get(port, 'GET', '/second');
+    const second = get(port, '/second');
     await expect.poll(() => proxy.stats().queued).toBe(1);
     controller.abort();
     expect(await second).toMatchObject({ status: 400 });

@@ -18,6 +18,7 @@ import {
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ScgiProxy, type ScgiProxyOptions } from '../src/index.js';
 import { ScgiHeadDecoder } from '../src/scgi-head.js';
+import { get } from './http-client.js';
 
 type Behaviour = (socket: Socket, env: Record<string, string>, body: Buffer) => void;
 let behave: Behaviour = () => {};
@@ -80,36 +81,6 @@ async function front(opts: Partial<ScgiProxyOptions> = {}) {
         server.close(() => r());
       }),
   };
-}
-
-interface Got {
-  status: number;
-  body: Buffer;
-  aborted: boolean;
-}
-function get(port: number, path = '/', method = 'GET', body?: Buffer): Promise<Got> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ port, host: '127.0.0.1', path, method }, (res) => {
-      const chunks: Buffer[] = [];
-      let aborted = false;
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('aborted', () => {
-        aborted = true;
-      });
-      res.on('error', () => {
-        aborted = true;
-      });
-      res.on('close', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          body: Buffer.concat(chunks),
-          aborted: aborted || !res.complete,
-        }),
-      );
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 const cgi = (socket: Socket, text: string) => socket.end(Buffer.from(text, 'latin1'));
@@ -250,7 +221,7 @@ describe('after the response head', () => {
     f = await front({ maxBufferedBody: 0 });
     const res = await get(f.port);
     expect(res.status).toBe(200);
-    expect(res.aborted).toBe(true);
+    expect(res.cut).toBe(true);
     expect(f.errors).toEqual([{ code: 'SCGI_ERR_UPSTREAM_BODY', phase: 'body' }]);
   });
 
@@ -259,7 +230,7 @@ describe('after the response head', () => {
     f = await front();
     const res = await get(f.port);
     expect(res.status).toBe(200);
-    expect(res.aborted).toBe(true);
+    expect(res.cut).toBe(true);
     expect(res.body.toString()).toBe('only this');
     expect(f.errors).toEqual([{ code: 'SCGI_ERR_UPSTREAM_BODY', phase: 'body' }]);
   });
@@ -269,7 +240,7 @@ describe('after the response head', () => {
     f = await front();
     const res = await get(f.port);
     expect(res.status).toBe(502);
-    expect(res.aborted).toBe(false);
+    expect(res.cut).toBe(false);
     expect(res.body.toString()).toBe('SCGI_ERR_UPSTREAM_BODY');
     expect(f.errors).toEqual([{ code: 'SCGI_ERR_UPSTREAM_BODY', phase: 'head' }]);
   });
@@ -282,7 +253,7 @@ describe('after the response head', () => {
     f = await front();
     const res = await get(f.port);
     expect(res.status).toBe(502);
-    expect(res.aborted).toBe(false);
+    expect(res.cut).toBe(false);
     expect(res.body.toString()).toBe('SCGI_ERR_UPSTREAM_BODY');
     expect(f.errors).toEqual([{ code: 'SCGI_ERR_UPSTREAM_BODY', phase: 'head' }]);
   });
@@ -292,7 +263,7 @@ describe('after the response head', () => {
     f = await front();
     const res = await get(f.port);
     expect(res.body.toString()).toBe('hello');
-    expect(res.aborted).toBe(false);
+    expect(res.cut).toBe(false);
   });
 
   it('a reset mid-body without Content-Length is not a clean end', async () => {
@@ -303,7 +274,7 @@ describe('after the response head', () => {
     f = await front();
     const res = await get(f.port);
     expect(res.status).toBe(200);
-    expect(res.aborted).toBe(true);
+    expect(res.cut).toBe(true);
     expect(f.errors[0]?.code).toBe('SCGI_ERR_UPSTREAM_BODY');
   });
 
@@ -311,7 +282,7 @@ describe('after the response head', () => {
     behave = (s) => s.write('Status: 200 OK\r\n\r\nsome');
     f = await front({ idleTimeout: 200 });
     const res = await get(f.port);
-    expect(res.aborted).toBe(true);
+    expect(res.cut).toBe(true);
     expect(f.errors).toEqual([{ code: 'SCGI_ERR_IDLE_TIMEOUT', phase: 'body' }]);
     await expect.poll(() => backendSockets.size).toBe(0);
   });
@@ -321,7 +292,7 @@ describe('after the response head', () => {
     f = await front({ idleTimeout: 200 });
     const res = await get(f.port);
     expect(res.status).toBe(504);
-    expect(res.aborted).toBe(false);
+    expect(res.cut).toBe(false);
     expect(res.body.toString()).toBe('SCGI_ERR_IDLE_TIMEOUT');
     expect(f.errors).toEqual([{ code: 'SCGI_ERR_IDLE_TIMEOUT', phase: 'head' }]);
     await expect.poll(() => backendSockets.size).toBe(0);
