@@ -255,8 +255,16 @@ def make_server(app, address, threads=16, max_head=65536, mode=0o660):
 def serve(app, address, threads=16, max_head=65536, mode=0o660):
     """Serve until SIGTERM or SIGINT, then close the listener, remove the socket, return."""
 
+    server = None
+
     def stop(signum, frame):
-        raise SystemExit(0)  # raised in the main thread, out of serve_forever()
+        if server is None:
+            raise SystemExit(0)  # still starting: nothing to close yet
+        # Ask serve_forever() to return, from another thread: shutdown() waits for the loop, so
+        # it cannot run in the loop's own thread. Raising from the handler instead would land
+        # at any bytecode, e.g. inside process_request() while a request thread starts, and
+        # leave the server's bookkeeping (and its exit) broken.
+        threading.Thread(target=server.shutdown, daemon=True).start()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)
@@ -265,8 +273,6 @@ def serve(app, address, threads=16, max_head=65536, mode=0o660):
     print(f'listening on {server.display}', flush=True)
     try:
         server.serve_forever()
-    except SystemExit:
-        pass
     finally:
         server.server_close()
         if server.unix_path:
