@@ -13,6 +13,7 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { UpstreamAddress } from './address.js';
 import { CgiResponseParser } from './cgi-response.js';
+import { bindSocket, releaseSocket, type SocketUser } from './connect.js';
 import {
   HeadersTimeoutError,
   IdleTimeoutError,
@@ -64,7 +65,7 @@ const FAILURE_CODES = new Set([
   'SCGI_ERR_UPSTREAM_RESET',
 ]);
 
-export class Exchange {
+export class Exchange implements SocketUser {
   readonly #opts: ResolvedProxyOptions;
   readonly #address: UpstreamAddress;
   readonly #onDone: (outcome: Outcome) => void;
@@ -142,11 +143,7 @@ export class Exchange {
     this.#timings.connect = performance.now() - this.#started;
     this.#socket = socket;
     this.#state = State.AwaitHead;
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onEnd);
-    socket.on('error', this.#onError);
-    socket.on('close', this.#onClose);
-    socket.on('timeout', this.#onTimeout);
+    bindSocket(socket, this);
     if (this.#opts.idleTimeout > 0) socket.setTimeout(this.#opts.idleTimeout);
 
     const body = this.#reqBody;
@@ -189,29 +186,33 @@ export class Exchange {
   /** The whole request is written: the response head timer starts now (as undici's headersTimeout). */
   #sent(): void {
     if (this.#state === State.AwaitHead && this.#opts.headersTimeout > 0) {
-      this.#headersTimer = setTimeout(this.#onHeadersTimeout, this.#opts.headersTimeout);
+      this.#headersTimer = setTimeout(Exchange.#onHeadersTimeout, this.#opts.headersTimeout, this);
     }
   }
 
-  readonly #onHeadersTimeout = () => {
-    this.#headersTimer = null;
-    this.#fail(new HeadersTimeoutError(this.#opts.headersTimeout));
-  };
+  static #onHeadersTimeout(exchange: Exchange): void {
+    exchange.#headersTimer = null;
+    exchange.#fail(new HeadersTimeoutError(exchange.#opts.headersTimeout));
+  }
 
-  readonly #onTimeout = () => {
+  // The socket's events (SocketUser), forwarded by the listeners bindSocket attached.
+
+  /** @internal */
+  onTimeout(): void {
     // A client that does not read makes us pause the socket: that is not the backend's fault.
     if (this.#state === State.Body && this.#socket?.isPaused()) {
       this.#socket.setTimeout(this.#opts.idleTimeout);
       return;
     }
     this.#failAny(new IdleTimeoutError(this.#opts.idleTimeout));
-  };
+  }
 
   readonly #onAbort = () => {
     this.#failAny(new RequestAbortedError('the client went away'));
   };
 
-  readonly #onData = (chunk: Buffer) => {
+  /** @internal */
+  onData(chunk: Buffer): void {
     this.responseStarted = true;
     if (this.#state === State.AwaitHead) {
       let head: CgiResponseHead | null;
@@ -227,7 +228,7 @@ export class Exchange {
     if (this.#state === State.Body) this.#pushBody(chunk);
     else if (this.#state === State.Buffering) this.#collect(chunk);
     // State.Done: bytes past a Content-Length or after a no-body response are dropped.
-  };
+  }
 
   #gotHead(head: CgiResponseHead): void {
     if (this.#headersTimer !== null) {
@@ -340,7 +341,8 @@ export class Exchange {
 
   // While collecting a small body nothing has reached the client yet, so a failure still
   // rejects (#failAny picks #fail); once the body streams, it errors the stream instead.
-  readonly #onEnd = () => {
+  /** @internal */
+  onEnd(): void {
     const state = this.#state;
     if (state === State.AwaitHead) {
       this.#fail(new UpstreamClosedError());
@@ -353,21 +355,23 @@ export class Exchange {
     } else if (state === State.Body) {
       this.#finishBody();
     }
-  };
+  }
 
-  readonly #onError = (err: NodeJS.ErrnoException) => {
+  /** @internal */
+  onError(err: NodeJS.ErrnoException): void {
     const state = this.#state;
     if (state === State.AwaitHead) {
       this.#fail(new UpstreamResetError(err.code ?? err.message, { cause: err }));
     } else if (state === State.Buffering || state === State.Body) {
       this.#failAny(new UpstreamBodyError(err.code ?? err.message, { cause: err }));
     }
-  };
+  }
 
-  readonly #onClose = () => {
+  /** @internal */
+  onClose(): void {
     if (this.#state === State.AwaitHead) this.#fail(new UpstreamClosedError());
-    else if (this.#state === State.Body || this.#state === State.Buffering) this.#onEnd();
-  };
+    else if (this.#state === State.Body || this.#state === State.Buffering) this.onEnd();
+  }
 
   /** Fails in whatever state: before the head the promise rejects, after it the body errors. */
   #failAny(err: ScgiError): void {
@@ -410,17 +414,14 @@ export class Exchange {
       this.#detachSource = null;
     }
     const socket = this.#socket;
+    const err = this.#error;
     if (socket !== null) {
-      socket.setTimeout(0);
-      socket.removeListener('timeout', this.#onTimeout);
-      // Keep an 'error' listener: a late EPIPE/ECONNRESET must not crash the process.
-      socket.removeListener('data', this.#onData);
-      socket.removeListener('end', this.#onEnd);
-      socket.removeListener('close', this.#onClose);
-      socket.destroy();
+      // The socket may serve another exchange from now on: drop every reference to it.
+      this.#socket = null;
+      if (this.#opts.idleTimeout > 0) socket.setTimeout(0);
+      releaseSocket(socket, err === undefined);
     }
     if (this.#timings.total < 0) this.#timings.total = performance.now() - this.#started;
-    const err = this.#error;
     this.#onDone({
       ok: this.#headReceived,
       failure: !this.#headReceived && err !== undefined && FAILURE_CODES.has(err.code),

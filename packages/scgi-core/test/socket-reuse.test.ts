@@ -1,0 +1,164 @@
+// The default connector reconnects the net.Socket objects of clean exchanges instead of building
+// new ones. A reused socket must start exactly as a new one: these tests check when a socket is
+// reused and that no byte or event of one exchange ever reaches another.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAddress } from '../src/address.js';
+import { bindSocket, defaultConnector, releaseSocket, type SocketUser } from '../src/connect.js';
+import { ScgiProxy } from '../src/index.js';
+import { ScgiHeadDecoder } from '../src/scgi-head.js';
+import { get } from './http-client.js';
+
+let backend: NetServer;
+let backendAddr: string;
+
+/** Answers by path: `/id/N` with body `N`, `/big` 1 MiB streamed, `/reset` a reset mid-body. */
+beforeAll(async () => {
+  backend = createNetServer((socket) => {
+    socket.on('error', () => {});
+    const decoder = new ScgiHeadDecoder();
+    socket.on('data', (c: Buffer) => {
+      const head = decoder.push(c);
+      if (head === null) return;
+      const path = head.env.PATH_INFO ?? '';
+      if (path.startsWith('/id/')) {
+        const body = path.slice(4);
+        socket.end(`Status: 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      } else if (path === '/big') {
+        socket.write('Status: 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n');
+        socket.end(Buffer.alloc(1024 * 1024, 0x62));
+      } else if (path === '/reset') {
+        socket.write('Status: 200 OK\r\nContent-Length: 100\r\n\r\nhalf');
+        setTimeout(() => socket.resetAndDestroy(), 5);
+      } else {
+        socket.end('Status: 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+      }
+    });
+  });
+  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+  backendAddr = `127.0.0.1:${(backend.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise<void>((r) => backend.close(() => r())));
+
+function connectOnce(): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    defaultConnector(parseAddress(backendAddr), { timeout: 1000 }, (err, socket) =>
+      err ? reject(err) : resolve(socket!),
+    );
+  });
+}
+
+/** After the socket's 'close' event (and so after the connector's own listener ran). */
+const closed = (socket: Socket) => new Promise<void>((r) => socket.once('close', () => r()));
+
+const quietUser: SocketUser = {
+  onData() {},
+  onEnd() {},
+  onError() {},
+  onClose() {},
+  onTimeout() {},
+};
+
+describe('default connector socket reuse', () => {
+  it('connects a cleanly released socket again, and never one released after an error', async () => {
+    const first = await connectOnce();
+    bindSocket(first, quietUser);
+    releaseSocket(first, true);
+    await closed(first);
+    const second = await connectOnce();
+    expect(second).toBe(first);
+    expect(second.destroyed).toBe(false);
+    bindSocket(second, quietUser);
+    releaseSocket(second, false);
+    await closed(second);
+    const third = await connectOnce();
+    expect(third).not.toBe(second);
+    bindSocket(third, quietUser);
+    releaseSocket(third, true);
+    await closed(third);
+  });
+
+  it('does not reuse a socket released while paused or with unsent bytes', async () => {
+    const paused = await connectOnce();
+    bindSocket(paused, quietUser);
+    paused.pause();
+    releaseSocket(paused, true);
+    await closed(paused);
+    const corked = await connectOnce();
+    expect(corked).not.toBe(paused);
+    bindSocket(corked, quietUser);
+    corked.cork();
+    corked.write('x');
+    releaseSocket(corked, true);
+    await closed(corked);
+    const next = await connectOnce();
+    expect(next).not.toBe(corked);
+    bindSocket(next, quietUser);
+    releaseSocket(next, true);
+    await closed(next);
+  });
+
+  it('keeps every answer with its own request across reused sockets and faults', async () => {
+    const sockets = new Set<Socket>();
+    const proxy = new ScgiProxy({
+      upstream: backendAddr,
+      connector: (address, options, callback) =>
+        defaultConnector(address, options, (err, socket) => {
+          if (socket !== null) sockets.add(socket);
+          callback(err, socket);
+        }),
+    });
+    const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      proxy.request(req, { res }).then(
+        (r) => {
+          res.writeHead(r.statusCode, r.headers);
+          r.body.on('error', () => res.destroy());
+          r.body.pipe(res);
+        },
+        (err: Error & { statusCode: number }) => {
+          res.writeHead(err.statusCode);
+          res.end();
+        },
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      let exchanges = 0;
+      for (let round = 0; round < 20; round++) {
+        const batch = [];
+        for (let i = 0; i < 8; i++) {
+          const id = `${round}-${i}`;
+          batch.push(get(port, `/id/${id}`).then((g) => ({ id, g })));
+        }
+        const big = get(port, '/big');
+        const reset = get(port, '/reset');
+        exchanges += 10;
+        for (const { id, g } of await Promise.all(batch)) {
+          expect(g.status).toBe(200);
+          expect(g.body.toString()).toBe(id);
+          expect(g.cut).toBe(false);
+        }
+        const b = await big;
+        expect(b.body.length).toBe(1024 * 1024);
+        expect(b.cut).toBe(false);
+        const r = await reset;
+        // Collected whole (Content-Length 100 is small), so a reset mid-body is a clean 502.
+        expect(r.status).toBe(502);
+      }
+      // Reuse happened: far fewer Socket objects than exchanges.
+      expect(sockets.size).toBeLessThan(exchanges / 2);
+      expect(proxy.inFlight).toBe(0);
+    } finally {
+      await proxy.close(0);
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
