@@ -32,6 +32,11 @@ const COLORS = {
   nginx: '#555555',
   'reply-from': '#e07b1a',
   'uwsgi-http': '#8e6bbf',
+  'fastify-alone': '#a9c9e8',
+  'express-alone': '#9fd3ad',
+  'nginx-2w': '#222222',
+  'fastify-2w': '#0e467a',
+  'express-2w': '#17672f',
 };
 
 const CASE_TITLES = {
@@ -40,6 +45,51 @@ const CASE_TITLES = {
   '16m': '16m: GET, 16 MiB body',
   upload: 'upload: POST 16 MiB, 8-byte answer',
 };
+
+/** The front a front's "x nginx" was taken against (JSON of older runs: nginx). */
+const baselineOf = (front) => (front.baseline === undefined ? 'nginx' : front.baseline);
+
+/**
+ * The dashed baseline lines of a case: per baseline front that ran, its figure and the rows
+ * (indexes into `entries`) from the first to the last front measured against it.
+ */
+function baselineSpans(c, entries) {
+  const spans = [];
+  for (const [base, f] of entries) {
+    const rows = entries.flatMap(([, g], i) => (baselineOf(g) === base ? [i] : []));
+    if (rows.length === 0 || !f.summary?.[c.metric]) continue;
+    spans.push({
+      base,
+      value: f.summary[c.metric],
+      first: Math.min(...rows),
+      last: Math.max(...rows),
+    });
+  }
+  return spans;
+}
+
+/** "x nginx" of the 2-worker fronts is against nginx on 2 workers: says so, if it happened. */
+function baselineSentence(result) {
+  const byBase = new Map();
+  for (const c of result.cases) {
+    for (const [name, f] of Object.entries(c.fronts)) {
+      const base = baselineOf(f);
+      if (base === null || base === 'nginx') continue;
+      if (!byBase.has(base)) byBase.set(base, new Set());
+      if (name !== base) byBase.get(base).add(name);
+    }
+  }
+  return [...byBase]
+    .map(([base, names]) => {
+      const label = result.plan.fronts?.[base] ?? base;
+      if (names.size === 0) return ` The "x nginx" of ${base} (${label}) is against itself (1.00).`;
+      return (
+        ` For ${[...names].join(', ')}, "x nginx" is against ${base} (${label}) in the same round, ` +
+        `so both sides run on 2 workers; ${base}'s own is 1.00.`
+      );
+    })
+    .join('');
+}
 
 const esc = (s) =>
   String(s).replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
@@ -70,6 +120,7 @@ export function renderSvg(result) {
     y += 8;
     const top = y;
     for (const [name, f] of entries) {
+      const base = baselineOf(f);
       const s = f.summary;
       const values = f.rounds.map((r) => r[c.metric]);
       const value = s[c.metric] ?? 0;
@@ -88,26 +139,30 @@ export function renderSvg(result) {
         );
       }
       const ratio =
-        s.vsBaseline && name !== 'nginx' ? ` · ${s.vsBaseline.median.toFixed(2)}× nginx` : '';
+        s.vsBaseline && name !== base && name !== 'nginx'
+          ? ` · ${s.vsBaseline.median.toFixed(2)}× ${base}`
+          : '';
       const shown = c.metric === 'reqPerSec' ? num(value) : value.toFixed(0);
       parts.push(
         `<text x="${barX + barW + 8}" y="${mid + 4}" class="value">${shown} ${unit}${ratio} · p99 ${s.p99Ms?.toFixed(1) ?? '-'} ms</text>`,
       );
       y += barH + gap;
     }
-    const nginx = c.fronts.nginx?.summary?.[c.metric];
-    if (nginx) {
-      const x = (barX + scale(nginx)).toFixed(1);
-      parts.push(
-        `<line x1="${x}" y1="${top - 4}" x2="${x}" y2="${y - gap + 4}" class="baseline"/>`,
-      );
+    // Each baseline's line across the bars of the fronts measured against it.
+    for (const span of baselineSpans(c, entries)) {
+      const x = (barX + scale(span.value)).toFixed(1);
+      const y1 = top + span.first * (barH + gap) - 4;
+      const y2 = top + span.last * (barH + gap) + barH + 4;
+      parts.push(`<line x1="${x}" y1="${y1}" x2="${x}" y2="${y2}" class="baseline"/>`);
     }
   }
   y += 24;
   const v = result.versions ?? {};
   parts.push(
     `<text x="16" y="${y}" class="foot">${esc(
-      `${result.date.slice(0, 10)} · ${result.cpu}, ${result.cores} cores · Node ${result.node} · ${v.nginx ?? 'nginx ?'} · uWSGI ${v.uwsgi ?? '?'} · ${result.plan.rounds} round(s) of ${result.plan.duration} s, median; whiskers: min-max; dashed: nginx`,
+      `${result.date.slice(0, 10)} · ${result.cpu}, ${result.cores} cores · Node ${result.node} · ${v.nginx ?? 'nginx ?'} · uWSGI ${v.uwsgi ?? '?'} · ${result.plan.rounds} round(s) of ${result.plan.duration} s, median; whiskers: min-max; dashed: nginx${
+        hasOtherBaseline(result) ? ' (next to the 2-worker fronts: nginx on 2 workers)' : ''
+      }`,
     )}</text>`,
   );
   y += 12;
@@ -124,6 +179,21 @@ export function renderSvg(result) {
 ${parts.join('\n')}
 </svg>
 `;
+}
+
+const hasOtherBaseline = (result) => baselineSentence(result) !== '';
+
+/** Names the fronts that ran on some cases only (they are absent from the other tables). */
+function partialSentence(result) {
+  const all = new Set(result.cases.flatMap((c) => Object.keys(c.fronts)));
+  const partial = [...all].filter((name) => result.cases.some((c) => !c.fronts[name]));
+  if (partial.length === 0) return '';
+  const where = (name) =>
+    result.cases
+      .filter((c) => c.fronts[name])
+      .map((c) => c.name)
+      .join(', ');
+  return `Measured on some cases only: ${partial.map((n) => `${n} (${where(n)})`).join(', ')}. `;
 }
 
 /** The markdown report: targets, one table per case, the profile, the microbenchmarks. */
@@ -144,9 +214,10 @@ export function renderMarkdown(result, { chartPath, readmePath }) {
     '',
     `Plan: ${result.plan.rounds} round(s) of ${result.plan.duration} s per front and case after a ${result.plan.warmup} s warm-up, ` +
       'fronts interleaved (A B C, then C B A); figures are medians over rounds. "x nginx" is the median of the per-round ' +
-      "ratios to nginx on the case's main figure (req/s; MB/s for 16m and upload), with their range. CPU% is of one core " +
-      '(/proc utime+stime over the round); peak RSS is VmHWM, reset before each round. Total time of the run: ' +
-      `${result.seconds} s.`,
+      "ratios to nginx on the case's main figure (req/s; MB/s for 16m and upload), with their range." +
+      `${baselineSentence(result)} CPU% is of one core ` +
+      '(/proc utime+stime over the round, summed over all processes of a front); peak RSS is VmHWM, reset before each round. ' +
+      `${partialSentence(result)}Total time of the run: ${result.seconds} s.`,
     '',
     `![benchmark chart](${chartPath})`,
     '',

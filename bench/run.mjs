@@ -1,8 +1,10 @@
 /**
  * The benchmark suite (`npm run bench`): fastify-scgi and express-scgi side by side with nginx
  * `scgi_pass`, @fastify/reply-from and uWSGI's own HTTP socket, all in front of the same uWSGI
- * app, plus the scgi-core microbenchmarks (bench/core.mjs). Everything runs on 127.0.0.1 and
- * Unix sockets in temp dirs, and stops on its own (a watchdog bounds the whole run).
+ * app, plus the scgi-core microbenchmarks (bench/core.mjs). On tiny and 64k also both SCGI
+ * proxies and nginx on 2 workers, and Fastify and Express answering alone (no proxy).
+ * Everything runs on 127.0.0.1 and Unix sockets in temp dirs, and stops on its own (a watchdog
+ * bounds the whole run).
  *
  *   node bench/run.mjs [--quick] [--cases tiny,64k,16m,upload] [--fronts nginx,fastify-unix,...]
  *                      [--rounds N] [--duration S] [--out bench/results/latest.json]
@@ -77,7 +79,18 @@ function list(value, known, what) {
   return known.filter((n) => names.includes(n)); // canonical order
 }
 const caseNames = list(args.cases, CASE_NAMES, 'case');
-const frontNames = list(args.fronts, FRONT_NAMES, 'front');
+/** The selected cases `name` runs: a front's `cases` restricts it to those. */
+const casesOf = (name) => caseNames.filter((c) => FRONTS[name].cases?.includes(c) ?? true);
+const requestedFronts = list(args.fronts, FRONT_NAMES, 'front');
+// A front none of whose cases is selected is not started at all.
+const frontNames = requestedFronts.filter((name) => casesOf(name).length > 0);
+const idleFronts = requestedFronts.filter((name) => !frontNames.includes(name));
+if (frontNames.length === 0) {
+  console.error(`no selected front runs any of the cases ${caseNames.join(', ')}`);
+  process.exit(2);
+}
+/** The fronts of a case, in canonical order: the order of its interleaved rounds. */
+const frontsOf = (caseName) => frontNames.filter((name) => casesOf(name).includes(caseName));
 const positive = (value, fallback, name) => {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -95,13 +108,16 @@ const plan = {
   requestTimeout: 10,
   baseline: frontNames.includes('nginx') ? 'nginx' : null,
 };
-// Per front and case: the warm-up, the rounds, and ~0.4 s around each run (settle, start, stop).
+// Per front and case: the warm-up, the rounds, and ~0.4 s around each run (settle, start, stop);
+// per front ~1 s to start and check it.
 const perPair = plan.warmup + plan.rounds * plan.duration + (plan.rounds + 1) * 0.4;
+const pairs = caseNames.reduce((n, caseName) => n + frontsOf(caseName).length, 0);
 const estimate =
-  caseNames.length * frontNames.length * perPair +
+  pairs * perPair +
+  frontNames.length +
   (args['no-core'] ? 0 : args.quick ? 5 : 20) +
   (args.quick ? 5 : 20);
-const maxSeconds = positive(args['max-seconds'], Math.max(570, estimate * 1.5), 'max-seconds');
+const maxSeconds = positive(args['max-seconds'], Math.max(900, estimate * 1.5), 'max-seconds');
 const out = resolve(args.out);
 const outDir = dirname(out);
 // A smoke run or a run written elsewhere never replaces the published figures.
@@ -124,7 +140,10 @@ for (const [bin, pkg] of [
   ['uwsgi', 'uwsgi-core uwsgi-plugin-python3'],
   ['nginx', 'nginx-light'],
 ]) {
-  const needed = bin === 'nginx' ? frontNames.includes('nginx') : true;
+  const needed =
+    bin === 'nginx'
+      ? frontNames.some((name) => FRONTS[name].kind === 'nginx')
+      : backendsFor(frontNames).size > 0;
   if (needed && findBinary(bin) === undefined) {
     console.error(`bench: ${bin} not found; install the Debian package(s) ${pkg}`);
     process.exit(1);
@@ -147,6 +166,7 @@ const result = {
     ...plan,
     cases: Object.fromEntries(caseNames.map((c) => [c, CASES[c]])),
     fronts: Object.fromEntries(frontNames.map((f) => [f, FRONTS[f].label])),
+    frontCases: Object.fromEntries(frontNames.map((f) => [f, casesOf(f)])),
   },
   cases: [],
   targets: [],
@@ -164,6 +184,13 @@ console.log(
   `scgi benchmark suite (${args.quick ? 'quick' : 'full'}): ${caseNames.join(', ')} x ${frontNames.join(', ')}; ` +
     `${plan.rounds} round(s) of ${plan.duration} s after a ${plan.warmup} s warm-up; about ${Math.round(estimate)} s`,
 );
+const limited = frontNames.filter((name) => casesOf(name).length < caseNames.length);
+if (limited.length > 0)
+  console.log(
+    `only on ${[...new Set(limited.flatMap(casesOf))].join(', ')}: ${limited.join(', ')}`,
+  );
+if (idleFronts.length > 0)
+  console.log(`not started (none of their cases selected): ${idleFronts.join(', ')}`);
 console.log(
   `${result.cpu}, ${result.cores} cores, load average ${result.loadavgAtStart.join(' ')}, Node ${process.version}`,
 );
@@ -182,7 +209,9 @@ result.seconds = Math.round((Date.now() - startedAt) / 1000);
 mkdirSync(outDir, { recursive: true });
 writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
 
-console.log('\n== summary (medians over rounds; x nginx = median of per-round ratios, min-max) ==');
+console.log(
+  `\n== summary (medians over rounds; x nginx = median of per-round ratios, min-max${baselineNote(result)}) ==`,
+);
 for (const c of result.cases) {
   console.log(`\n${c.name}: ${c.method} ${c.path}, ${c.connections} connections`);
   console.log(renderTable(SUMMARY_HEADER, summaryRows(c)));
@@ -206,6 +235,27 @@ process.exit(0);
 
 // ---- steps ------------------------------------------------------------------------------------
 
+/**
+ * The front whose figures of the same round `name`'s "x nginx" is taken against: its own
+ * `baseline` (nginx-2w for the 2-worker fronts) if that front runs the case too, else nginx.
+ */
+function baselineOf(name, caseFronts) {
+  const own = FRONTS[name].baseline;
+  return own && caseFronts.includes(own) ? own : plan.baseline;
+}
+
+/** "; x nginx-2w for nginx-2w, fastify-2w" when some fronts were compared with another baseline. */
+function baselineNote(result) {
+  const byBase = new Map();
+  for (const c of result.cases) {
+    for (const [name, front] of Object.entries(c.fronts)) {
+      if (!front.baseline || front.baseline === plan.baseline) continue;
+      byBase.set(front.baseline, new Set([...(byBase.get(front.baseline) ?? []), name]));
+    }
+  }
+  return [...byBase].map(([base, names]) => `; x ${base} for ${[...names].join(', ')}`).join('');
+}
+
 /** Sum of utime + stime over `pids`, in seconds. */
 function cpuSeconds(pids) {
   return pids.reduce((sum, pid) => sum + cpuTicks(pid), 0) / ticksPerSec;
@@ -222,7 +272,7 @@ async function runFronts() {
   const fronts = {};
   for (const name of frontNames)
     fronts[name] = await startFront(name, uwsgi, makeTempDir('scgi-bf-'));
-  for (const name of frontNames) await checkFront(fronts[name], caseNames);
+  for (const name of frontNames) await checkFront(fronts[name], casesOf(name));
 
   /** One timed load run against a front, with the CPU and peak RSS of every process around it. */
   const measureRun = async (name, caseName, round) => {
@@ -268,8 +318,14 @@ async function runFronts() {
     const c = CASES[caseName];
     console.log(`\n== ${caseName}: ${c.method} ${c.path}, ${c.connections} connections ==`);
     const caseResult = { name: caseName, ...c, fronts: {} };
-    for (const name of frontNames) {
-      caseResult.fronts[name] = { label: FRONTS[name].label, rounds: [], summary: null };
+    const caseFronts = frontsOf(caseName);
+    for (const name of caseFronts) {
+      caseResult.fronts[name] = {
+        label: FRONTS[name].label,
+        baseline: baselineOf(name, caseFronts),
+        rounds: [],
+        summary: null,
+      };
       const w = await measureRun(name, caseName, null); // warm-up: JIT, pools, page cache
       if (w.errors + w.timeouts + w.non2xx > 0)
         warn(`${caseName}/${name}: failures during warm-up`);
@@ -278,15 +334,16 @@ async function runFronts() {
     console.log(renderTable(ROUND_HEADER, [], { minWidths: ROUND_WIDTHS }).split('\n')[0]);
     for (let round = 0; round < plan.rounds; round++) {
       // A B C, then C B A: drift in machine speed during a case favours no front.
-      const order = round % 2 === 0 ? frontNames : [...frontNames].reverse();
+      const order = round % 2 === 0 ? caseFronts : [...caseFronts].reverse();
       const got = {};
       for (const name of order) {
         got[name] = await measureRun(name, caseName, round);
         await delay(plan.settleMs);
       }
-      const base = plan.baseline ? got[plan.baseline] : null;
-      for (const name of frontNames) {
+      for (const name of caseFronts) {
         const r = got[name];
+        const baseName = caseResult.fronts[name].baseline;
+        const base = baseName ? got[baseName] : undefined;
         if (base) {
           r.vsBaseline = base[c.metric] > 0 ? round3(r[c.metric] / base[c.metric]) : null;
           r.p99VsBaseline = base.p99Ms > 0 ? round3(r.p99Ms / base.p99Ms) : null;

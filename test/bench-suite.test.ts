@@ -1,6 +1,8 @@
 // Smoke test of the benchmark suite: `bench/run.mjs --quick` starts uWSGI, a fastify-scgi front
-// and nginx, loads each for a second and writes its JSON. It checks that the suite runs and that
-// both fronts answered; never a timing (a loaded CI machine may be arbitrarily slow).
+// and nginx, each also on 2 workers (nginx's master + 2 workers, fastify-scgi under node:cluster),
+// loads each for a second and writes its JSON. It checks that the suite runs, that every front
+// answered and that the 2-worker fastify-scgi is compared with nginx on 2 workers; never a timing
+// (a loaded CI machine may be arbitrarily slow).
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,6 +16,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 interface Round {
   reqPerSec: number;
+  vsBaseline: number | null;
   requests: number;
   errors: number;
   timeouts: number;
@@ -24,7 +27,10 @@ interface SuiteResult {
   quick: boolean;
   cases: Array<{
     name: string;
-    fronts: Record<string, { rounds: Round[]; summary: { reqPerSec: number } }>;
+    fronts: Record<
+      string,
+      { baseline: string | null; rounds: Round[]; summary: { reqPerSec: number } }
+    >;
   }>;
 }
 
@@ -32,7 +38,7 @@ describe.skipIf(!has('uwsgi') || !has('nginx'))('bench/run.mjs', () => {
   const dir = makeTempDir('scgi-bs-');
   afterAll(() => removeTempDir(dir));
 
-  it('runs --quick for fastify-unix and nginx, exits 0 and records positive req/s for both', async () => {
+  it('runs --quick for fastify-unix and nginx, on 1 and 2 workers, exits 0 and records positive req/s for each', async () => {
     // Written to a temp dir, so a smoke run never replaces the figures of a real run.
     const out = join(dir, 'latest.json');
     const { stdout } = await promisify(execFile)(
@@ -43,7 +49,7 @@ describe.skipIf(!has('uwsgi') || !has('nginx'))('bench/run.mjs', () => {
         '--cases',
         'tiny',
         '--fronts',
-        'fastify-unix,nginx',
+        'fastify-unix,nginx,nginx-2w,fastify-2w',
         '--out',
         out,
       ],
@@ -55,7 +61,7 @@ describe.skipIf(!has('uwsgi') || !has('nginx'))('bench/run.mjs', () => {
     expect(result.quick).toBe(true);
     expect(result.cases.map((c) => c.name)).toEqual(['tiny']);
     const fronts = result.cases[0]!.fronts;
-    expect(Object.keys(fronts)).toEqual(['fastify-unix', 'nginx']);
+    expect(Object.keys(fronts)).toEqual(['fastify-unix', 'nginx', 'nginx-2w', 'fastify-2w']);
     for (const front of Object.values(fronts)) {
       expect(front.rounds).toHaveLength(1);
       const round = front.rounds[0]!;
@@ -65,6 +71,13 @@ describe.skipIf(!has('uwsgi') || !has('nginx'))('bench/run.mjs', () => {
       expect(round.non2xx).toBe(0);
       expect(front.summary.reqPerSec).toBeGreaterThan(0);
     }
+    // "x nginx" of the 2-worker fronts is taken against nginx on 2 workers, of the same round.
+    expect(fronts['fastify-unix']!.baseline).toBe('nginx');
+    expect(fronts['nginx-2w']!.baseline).toBe('nginx-2w');
+    expect(fronts['fastify-2w']!.baseline).toBe('nginx-2w');
+    expect(fronts['nginx-2w']!.rounds[0]!.vsBaseline).toBe(1);
+    const [w2, n2] = [fronts['fastify-2w']!.rounds[0]!, fronts['nginx-2w']!.rounds[0]!];
+    expect(w2.vsBaseline).toBeCloseTo(w2.reqPerSec / n2.reqPerSec, 2);
     expect(existsSync(join(dir, 'chart.svg'))).toBe(true);
   }, 180_000);
 });

@@ -5,14 +5,11 @@
  */
 import { accessSync, constants, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { canConnect, freePort, startProcess, waitReady } from './procs.mjs';
+import { BODIES, CONTENT_TYPE, pythonBytes, SIZES, UPLOAD_SIZE } from './bodies.mjs';
+import { canConnect, childPids, freePort, startProcess, waitReady } from './procs.mjs';
 
-export const SIZES = Object.freeze({
-  tiny: 10,
-  '64k': 64 * 1024,
-  '16m': 16 * 1024 * 1024,
-});
-export const UPLOAD_SIZE = 16 * 1024 * 1024;
+// The bodies live in bodies.mjs (shared with the framework-alone fronts); re-exported here.
+export { SIZES, UPLOAD_SIZE };
 
 /**
  * The app: bodies built once at import so a request costs the WSGI call and the copy out only.
@@ -20,9 +17,9 @@ export const UPLOAD_SIZE = 16 * 1024 * 1024;
  */
 export const WSGI_APP = `\
 BODIES = {
-    "/tiny": b"hello tiny",
-    "/64k": b"x" * ${SIZES['64k']},
-    "/16m": b"y" * ${SIZES['16m']},
+${Object.keys(BODIES)
+  .map((path) => `    "${path}": ${pythonBytes(path)},`)
+  .join('\n')}
 }
 
 
@@ -44,7 +41,7 @@ def application(environ, start_response):
             return [b"not found\\n"]
     start_response(
         "200 OK",
-        [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))],
+        [("Content-Type", "${CONTENT_TYPE}"), ("Content-Length", str(len(body)))],
     )
     return [body]
 `;
@@ -131,16 +128,26 @@ const SCGI_PARAMS = `
       scgi_param  PATH_INFO          $uri;`;
 
 /**
- * One worker process (master_process off: the same event loop, one pid to measure), access log
- * off, keep-alive to clients. `keepalive_requests` is raised from 1000: Node servers have no cap,
- * and autocannon mis-times the requests after a server-side close. Buffering stays at nginx's
- * defaults (scgi_buffering on, request bodies buffered, to a temp file past 16 KiB).
+ * One worker process by default (master_process off: the same event loop, one pid to measure);
+ * with `workers` > 1 the master process is on and forks that many workers, which accept on the
+ * same listening socket. Access log off, keep-alive to clients. `keepalive_requests` is raised
+ * from 1000: Node servers have no cap, and autocannon mis-times the requests after a server-side
+ * close. Buffering stays at nginx's defaults (scgi_buffering on, request bodies buffered, to a
+ * temp file past 16 KiB). Started as root, the workers stay root (as the single process of
+ * `master_process off` does) instead of nginx's default `nobody`, which could not reach the
+ * private temp dirs.
  */
-function nginxConfig(dir, port, upstream) {
-  return `daemon off;
-master_process off;
+function nginxConfig(dir, port, upstream, workers = 1) {
+  const processes =
+    workers > 1
+      ? `master_process on;
+worker_processes ${workers};
+${process.getuid?.() === 0 ? 'user root;\n' : ''}`
+      : `master_process off;
 worker_processes 1;
-error_log ${dir}/error.log warn;
+`;
+  return `daemon off;
+${processes}error_log ${dir}/error.log warn;
 pid ${dir}/nginx.pid;
 events { worker_connections 4096; }
 http {
@@ -165,17 +172,23 @@ http {
 `;
 }
 
-export async function startNginx(dir, upstreamSocket) {
+/**
+ * nginx in front of the SCGI socket `upstreamSocket`; `workers` worker processes (1: no master,
+ * see nginxConfig). `proc` is the process started: the master when there is one.
+ */
+export async function startNginx(dir, upstreamSocket, { workers = 1 } = {}) {
   const nginx = findBinary('nginx');
   if (nginx === undefined) throw new Error('nginx not found (Debian: nginx-light)');
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
-  writeFileSync(conf, nginxConfig(dir, port, upstreamSocket));
+  writeFileSync(conf, nginxConfig(dir, port, upstreamSocket, workers));
   const proc = startProcess('nginx', nginx, ['-p', dir, '-e', join(dir, 'error.log'), '-c', conf], {
     cwd: dir,
   });
+  // The master listens before it forks: ready once every worker is there too.
+  const forked = () => workers === 1 || childPids(proc.pid).length >= workers;
   await waitReady(proc, async () =>
-    (await canConnect({ host: '127.0.0.1', port })) ? true : undefined,
+    forked() && (await canConnect({ host: '127.0.0.1', port })) ? true : undefined,
   );
   return { proc, port };
 }

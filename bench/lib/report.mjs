@@ -89,6 +89,29 @@ export function checkTargets(result) {
     value: get('16m', 'fastify-unix')?.summary.vsBaseline?.median ?? null,
     want: 1.0,
   });
+  // Both sides on 2 workers: fastify-2w's "x nginx" is against nginx-2w when that ran too.
+  const vs2w = (caseName, front) => {
+    const f = get(caseName, front);
+    return f?.baseline === 'nginx-2w' ? f.summary : null;
+  };
+  for (const caseName of ['tiny', '64k']) {
+    out.push({
+      target: `fastify-scgi 2 workers >= 1.0x nginx 2 workers req/s (${caseName})`,
+      value: vs2w(caseName, 'fastify-2w')?.vsBaseline?.median ?? null,
+      want: 1.0,
+    });
+    out.push({
+      target: `fastify-scgi 2 workers p99 <= nginx 2 workers p99 (${caseName})`,
+      value: vs2w(caseName, 'fastify-2w')?.p99VsBaseline ?? null,
+      want: 1.0,
+      atMost: true,
+    });
+    out.push({
+      target: `express-scgi 2 workers >= 0.8x fastify-scgi 2 workers req/s (${caseName})`,
+      value: ratioOf(caseName, 'express-2w', 'fastify-2w'),
+      want: 0.8,
+    });
+  }
   for (const t of out) {
     t.met = t.value === null ? null : t.atMost ? t.value <= t.want : t.value >= t.want;
   }
