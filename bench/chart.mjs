@@ -5,13 +5,15 @@
  *   node bench/chart.mjs [--in bench/results/latest.json] [--no-docs]
  *
  * Writes chart.svg next to the JSON and, for a full run (not --quick) unless --no-docs, the
- * published copies docs/bench-chart.svg and docs/bench-results.md.
+ * published copies docs/bench-chart.svg and docs/bench-results.md, and the results block of the
+ * README.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
+  checkTargets,
   ROUND_HEADER,
   renderTable,
   roundRow,
@@ -287,9 +289,64 @@ export function renderMarkdown(result, { chartPath, readmePath }) {
   return out.join('\n');
 }
 
+const README_START = '<!-- bench-results:start (bench/chart.mjs writes this block) -->';
+const README_END = '<!-- bench-results:end -->';
+
+/**
+ * The README's results block: the chart, the targets, and one row per front with its main
+ * figure and "x nginx" per case (the full tables stay in docs/bench-results.md).
+ */
+export function renderReadmeBlock(result) {
+  const cases = result.cases;
+  const names = [...new Set(cases.flatMap((c) => Object.keys(c.fronts)))];
+  const label = (name) =>
+    cases.map((c) => c.fronts[name]?.label).find((l) => l !== undefined) ?? name;
+  const cell = (c, name) => {
+    const s = c.fronts[name]?.summary;
+    if (!s) return '-';
+    const value =
+      c.metric === 'mbPerSec'
+        ? `${s.mbPerSec.toFixed(0)} MB/s`
+        : `${Math.round(s.reqPerSec).toLocaleString('en-US')} req/s`;
+    const ratio = s.vsBaseline ? ` (${s.vsBaseline.median.toFixed(2)}x)` : '';
+    return `${value}${ratio}`;
+  };
+  const header = ['front', ...cases.map((c) => c.name)];
+  const rows = names.map((name) => [label(name), ...cases.map((c) => cell(c, name))]);
+  const lines = [
+    README_START,
+    '',
+    `Last full run: ${result.date.slice(0, 10)}, ${result.cpu}, ${result.cores} cores, Node ${result.node}. ` +
+      'Medians over rounds; in brackets the ratio to nginx in the same rounds (2-worker fronts: to nginx on 2 workers). ' +
+      'Every figure, CPU and memory column, the profile and the method: [docs/bench-results.md](docs/bench-results.md).',
+    '',
+    '![benchmark chart](docs/bench-chart.svg)',
+    '',
+    renderTable(header, rows, { markdown: true }),
+    '',
+  ];
+  if (result.targets?.length) {
+    lines.push(renderTable(TARGET_HEADER, targetRows(result.targets), { markdown: true }), '');
+  }
+  lines.push(README_END);
+  return lines.join('\n');
+}
+
+/** Replaces the results block of README.md (between the markers); false when there is none. */
+function updateReadme(block) {
+  const path = join(ROOT, 'README.md');
+  const text = readFileSync(path, 'utf8');
+  const start = text.indexOf(README_START);
+  const end = text.indexOf(README_END);
+  if (start === -1 || end === -1 || end < start) return null;
+  writeFileSync(path, text.slice(0, start) + block + text.slice(end + README_END.length));
+  return path;
+}
+
 /**
  * Writes `<outDir>/chart.svg` and `<outDir>/results.md`; with `publish`, also
- * docs/bench-chart.svg and docs/bench-results.md. Returns the paths written.
+ * docs/bench-chart.svg, docs/bench-results.md and the results block of README.md. Returns the
+ * paths written.
  */
 export function writeCharts(result, { outDir, publish }) {
   const svg = renderSvg(result);
@@ -311,6 +368,8 @@ export function writeCharts(result, { outDir, publish }) {
       join(DOCS, 'bench-results.md'),
       renderMarkdown(result, { chartPath: 'bench-chart.svg', readmePath: relative(DOCS, readme) }),
     );
+    const updated = updateReadme(renderReadmeBlock(result));
+    if (updated !== null) written.push(updated);
   }
   return written;
 }
@@ -324,6 +383,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1]
   });
   const input = resolve(values.in);
   const result = JSON.parse(readFileSync(input, 'utf8'));
+  // The targets as report.mjs defines them now (a JSON from before a new target lacks it).
+  result.targets = checkTargets(result);
   const written = writeCharts(result, {
     outDir: dirname(input),
     publish: !values['no-docs'] && !result.quick,

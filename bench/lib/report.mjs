@@ -89,6 +89,11 @@ export function checkTargets(result) {
     value: get('16m', 'fastify-unix')?.summary.vsBaseline?.median ?? null,
     want: 1.0,
   });
+  out.push({
+    target: 'fastify-scgi >= 1.0x nginx MB/s (16 MiB upload)',
+    value: get('upload', 'fastify-unix')?.summary.vsBaseline?.median ?? null,
+    want: 1.0,
+  });
   // Both sides on 2 workers: fastify-2w's "x nginx" is against nginx-2w when that ran too.
   const vs2w = (caseName, front) => {
     const f = get(caseName, front);
