@@ -30,10 +30,12 @@ const DOCS = join(ROOT, 'docs');
 const COLORS = {
   'fastify-unix': '#1f6fb4',
   'fastify-tcp': '#74a9d8',
+  'fastify-heap': '#3c8dd9',
   'express-unix': '#2a9d4b',
   nginx: '#555555',
   'reply-from': '#e07b1a',
   'uwsgi-http': '#8e6bbf',
+  'node-floor': '#b5b5b5',
   'fastify-alone': '#a9c9e8',
   'express-alone': '#9fd3ad',
   'nginx-2w': '#222222',
