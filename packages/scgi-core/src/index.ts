@@ -3,7 +3,12 @@ export * from './balance.js';
 export * from './body-encode.js';
 export * from './cgi-env.js';
 export * from './cgi-response.js';
-export * from './connect.js';
+export {
+  type ConnectCallback,
+  type ConnectOptions,
+  type Connector,
+  defaultConnector,
+} from './connect.js';
 export { channels as diagnosticsChannels } from './diagnostics.js';
 export * from './errors.js';
 export type { ExchangeBody, ScgiResponse, ScgiTimings } from './exchange.js';
