@@ -1,6 +1,7 @@
 // The default connector reconnects the net.Socket objects of clean exchanges instead of building
 // new ones. A reused socket must start exactly as a new one: these tests check when a socket is
 // reused and that no byte or event of one exchange ever reaches another.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import {
   type AddressInfo,
@@ -8,11 +9,13 @@ import {
   type Server as NetServer,
   type Socket,
 } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAddress } from '../src/address.js';
 import { bindSocket, defaultConnector, releaseSocket, type SocketUser } from '../src/connect.js';
 import { ScgiProxy } from '../src/index.js';
-import { ScgiHeadDecoder } from '../src/scgi-head.js';
+import { encodeScgiHead, ScgiHeadDecoder } from '../src/scgi-head.js';
 import { get } from './http-client.js';
 
 let backend: NetServer;
@@ -82,6 +85,54 @@ describe('default connector socket reuse', () => {
     bindSocket(third, quietUser);
     releaseSocket(third, true);
     await closed(third);
+  });
+
+  it('reconnects a socket used over a Unix socket to a TCP backend, and back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'scgi-reuse-'));
+    const path = join(dir, 'echo.sock');
+    const unixServer = createNetServer((c) => {
+      c.on('error', () => {});
+      c.end('over unix');
+    });
+    await new Promise<void>((r) => unixServer.listen(path, r));
+    try {
+      const readAll = (socket: Socket) =>
+        new Promise<string>((resolve) => {
+          const chunks: Buffer[] = [];
+          bindSocket(socket, {
+            ...quietUser,
+            onData: (c) => chunks.push(c),
+            onEnd: () => resolve(Buffer.concat(chunks).toString()),
+          });
+        });
+      const connectTo = (address: string) =>
+        new Promise<Socket>((resolve, reject) =>
+          defaultConnector(parseAddress(address), { timeout: 1000 }, (err, socket) =>
+            err ? reject(err) : resolve(socket!),
+          ),
+        );
+      const overUnix = await connectTo(`unix:${path}`);
+      expect(await readAll(overUnix)).toBe('over unix');
+      releaseSocket(overUnix, true);
+      await closed(overUnix);
+      const overTcp = await connectTo(backendAddr);
+      expect(overTcp).toBe(overUnix);
+      const answer = readAll(overTcp);
+      overTcp.write(encodeScgiHead([['CONTENT_LENGTH', '0']]));
+      overTcp.end();
+      // No PATH_INFO: the backend answers 404 with an empty body.
+      expect(await answer).toMatch(/^Status: 404 Not Found\r\n/);
+      releaseSocket(overTcp, true);
+      await closed(overTcp);
+      const again = await connectTo(`unix:${path}`);
+      expect(again).toBe(overUnix);
+      expect(await readAll(again)).toBe('over unix');
+      releaseSocket(again, true);
+      await closed(again);
+    } finally {
+      await new Promise<void>((r) => unixServer.close(() => r()));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('does not reuse a socket released while paused or with unsent bytes', async () => {
