@@ -49,9 +49,9 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((r) => backend.close(() => r())));
 
-function connectOnce(): Promise<Socket> {
+function connectOnce(address = backendAddr): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    defaultConnector(parseAddress(backendAddr), { timeout: 1000 }, (err, socket) =>
+    defaultConnector(parseAddress(address), { timeout: 1000 }, (err, socket) =>
       err ? reject(err) : resolve(socket!),
     );
   });
@@ -68,23 +68,24 @@ const quietUser: SocketUser = {
   onTimeout() {},
 };
 
+/** Binds the socket, releases it (`clean` or not) and waits until it closed. */
+async function useAndRelease(socket: Socket, clean: boolean): Promise<void> {
+  bindSocket(socket, quietUser);
+  releaseSocket(socket, clean);
+  await closed(socket);
+}
+
 describe('default connector socket reuse', () => {
   it('connects a cleanly released socket again, and never one released after an error', async () => {
     const first = await connectOnce();
-    bindSocket(first, quietUser);
-    releaseSocket(first, true);
-    await closed(first);
+    await useAndRelease(first, true);
     const second = await connectOnce();
     expect(second).toBe(first);
     expect(second.destroyed).toBe(false);
-    bindSocket(second, quietUser);
-    releaseSocket(second, false);
-    await closed(second);
+    await useAndRelease(second, false);
     const third = await connectOnce();
     expect(third).not.toBe(second);
-    bindSocket(third, quietUser);
-    releaseSocket(third, true);
-    await closed(third);
+    await useAndRelease(third, true);
   });
 
   it('reconnects a socket used over a Unix socket to a TCP backend, and back', async () => {
@@ -105,17 +106,11 @@ describe('default connector socket reuse', () => {
             onEnd: () => resolve(Buffer.concat(chunks).toString()),
           });
         });
-      const connectTo = (address: string) =>
-        new Promise<Socket>((resolve, reject) =>
-          defaultConnector(parseAddress(address), { timeout: 1000 }, (err, socket) =>
-            err ? reject(err) : resolve(socket!),
-          ),
-        );
-      const overUnix = await connectTo(`unix:${path}`);
+      const overUnix = await connectOnce(`unix:${path}`);
       expect(await readAll(overUnix)).toBe('over unix');
       releaseSocket(overUnix, true);
       await closed(overUnix);
-      const overTcp = await connectTo(backendAddr);
+      const overTcp = await connectOnce(backendAddr);
       expect(overTcp).toBe(overUnix);
       const answer = readAll(overTcp);
       overTcp.write(encodeScgiHead([['CONTENT_LENGTH', '0']]));
@@ -124,7 +119,7 @@ describe('default connector socket reuse', () => {
       expect(await answer).toMatch(/^Status: 404 Not Found\r\n/);
       releaseSocket(overTcp, true);
       await closed(overTcp);
-      const again = await connectTo(`unix:${path}`);
+      const again = await connectOnce(`unix:${path}`);
       expect(again).toBe(overUnix);
       expect(await readAll(again)).toBe('over unix');
       releaseSocket(again, true);
@@ -150,9 +145,7 @@ describe('default connector socket reuse', () => {
     await closed(corked);
     const next = await connectOnce();
     expect(next).not.toBe(corked);
-    bindSocket(next, quietUser);
-    releaseSocket(next, true);
-    await closed(next);
+    await useAndRelease(next, true);
   });
 
   it('keeps every answer with its own request across reused sockets and faults', async () => {
