@@ -173,7 +173,12 @@ export async function startFront(name, uwsgi, dir, { nodeFlags = [] } = {}) {
   const proc = startProcess(
     name,
     process.execPath,
-    [...(front.nodeFlags ?? []), ...nodeFlags, ...script, ...(workers > 1 ? ['--', ...scriptArgs] : scriptArgs)],
+    [
+      ...(front.nodeFlags ?? []),
+      ...nodeFlags,
+      ...script,
+      ...(workers > 1 ? ['--', ...scriptArgs] : scriptArgs),
+    ],
     {
       cwd: dir,
       onLine: (line) => {
