@@ -137,9 +137,9 @@ export function encodeScgiHead(env: EnvInput): Buffer {
   const head = `${CONTENT_LENGTH}\0${contentLength}\0${scgiIndex === -1 ? SCGI_PAIR : ''}`;
   const payload = head.length + size;
   const prefix = `${payload}:`;
-  // One exact buffer, the strings copied in char by char: no string is built per request (the
-  // strings a head used to be concatenated from made it the largest allocation of a small
-  // exchange, and young-generation churn is what drags in-flight buffers into full GCs).
+  // One exact buffer, the strings copied in char by char: no string is built per request. The
+  // concatenated strings were the largest allocation of a small exchange, and under load young
+  // garbage brings on full GCs (README, "Running it fast").
   const out = Buffer.allocUnsafe(prefix.length + payload + 1);
   let off = putLatin1(out, putLatin1(out, 0, prefix), head);
   for (let i = 0; i < n && off !== -1; i++) {
