@@ -19,15 +19,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startUwsgi } from './lib/backends.mjs';
+import { startNodeFront } from './lib/fronts.mjs';
 import { startLoadGenerator } from './lib/loadgen.mjs';
-import {
-  cleanupAll,
-  clockTicks,
-  cpuTicks,
-  makeTempDir,
-  startProcess,
-  waitReady,
-} from './lib/procs.mjs';
+import { cleanupAll, clockTicks, cpuTicks, makeTempDir } from './lib/procs.mjs';
 import { median } from './lib/report.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -92,20 +86,11 @@ async function startSide(name, tree, upstream) {
     for (const f of [`${args.front}.mjs`, 'lib.mjs'])
       copyFileSync(join(ROOT, 'bench/fronts', f), join(fronts, f));
   }
-  let port;
-  const proc = startProcess(
+  const { proc, port } = await startNodeFront(
     name,
-    process.execPath,
     [join(fronts, `${args.front}.mjs`), '--upstream', upstream],
-    {
-      cwd: tree,
-      onLine: (line) => {
-        const m = /^READY (\d+)$/.exec(line);
-        if (m) port = Number(m[1]);
-      },
-    },
+    tree,
   );
-  await waitReady(proc, async () => port);
   return { name, proc, url: `http://127.0.0.1:${port}${args.path}` };
 }
 

@@ -169,25 +169,16 @@ export async function startFront(name, uwsgi, dir, { nodeFlags = [] } = {}) {
       ? [join(FRONTS_DIR, 'cluster.mjs'), '--workers', String(workers), '--front', front.script]
       : [join(FRONTS_DIR, front.script)];
   const scriptArgs = front.args(uwsgi);
-  let port;
-  const proc = startProcess(
+  const { proc, port } = await startNodeFront(
     name,
-    process.execPath,
     [
       ...(front.nodeFlags ?? []),
       ...nodeFlags,
       ...script,
       ...(workers > 1 ? ['--', ...scriptArgs] : scriptArgs),
     ],
-    {
-      cwd: dir,
-      onLine: (line) => {
-        const match = /^READY (\d+)$/.exec(line);
-        if (match) port = Number(match[1]);
-      },
-    },
+    dir,
   );
-  await waitReady(proc, async () => port);
   return {
     name,
     url: `http://127.0.0.1:${port}`,
@@ -195,4 +186,21 @@ export async function startFront(name, uwsgi, dir, { nodeFlags = [] } = {}) {
     proc,
     stop: () => proc.stop(),
   };
+}
+
+/**
+ * Runs `node ...argv` in `cwd` and waits for the front's `READY <port>` line (bench/fronts/lib.mjs
+ * prints it once listening). Returns the process and its port.
+ */
+export async function startNodeFront(name, argv, cwd) {
+  let port;
+  const proc = startProcess(name, process.execPath, argv, {
+    cwd,
+    onLine: (line) => {
+      const match = /^READY (\d+)$/.exec(line);
+      if (match) port = Number(match[1]);
+    },
+  });
+  await waitReady(proc, async () => port);
+  return { proc, port };
 }
