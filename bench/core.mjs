@@ -7,12 +7,12 @@
  *   node bench/core.mjs [--quick] [--out bench/results/core.json]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg } from 'node:os';
+import { loadavg } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual, parseArgs } from 'node:util';
 import { env, makeRequest, responseHead, splitInThree } from './lib/fixtures.mjs';
-import { measure, round3 } from './lib/measure.mjs';
+import { machineFacts, measure, round3 } from './lib/measure.mjs';
 import { NaiveCgiParser, naiveEncodeScgiHead } from './lib/naive.mjs';
 
 let core;
@@ -167,11 +167,7 @@ console.log(widths.map((w) => '-'.repeat(w)).join('  '));
 for (const r of rows.slice(1)) console.log(line(r));
 
 const result = {
-  date: new Date().toISOString(),
-  node: process.version,
-  platform: `${process.platform}-${process.arch}`,
-  cpu: cpus()[0]?.model ?? 'unknown',
-  cores: availableParallelism(),
+  ...machineFacts(),
   loadavg: loadavg().map(round3),
   quick: args.quick,
   plan,

@@ -13,7 +13,7 @@
  * See bench/README.md for the method and what each figure means.
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg } from 'node:os';
+import { loadavg } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,7 @@ import { CASE_NAMES, CASES, checkFront } from './lib/cases.mjs';
 import { backendsFor, FRONT_NAMES, FRONTS, startFront } from './lib/fronts.mjs';
 import { startLoadGenerator } from './lib/loadgen.mjs';
 import { runCore, versions } from './lib/machine.mjs';
+import { machineFacts } from './lib/measure.mjs';
 import {
   childPids,
   cleanupAll,
@@ -153,11 +154,7 @@ for (const [bin, pkg] of [
 const ticksPerSec = clockTicks();
 const startedAt = Date.now();
 const result = {
-  date: new Date().toISOString(),
-  node: process.version,
-  platform: `${process.platform}-${process.arch}`,
-  cpu: cpus()[0]?.model ?? 'unknown',
-  cores: availableParallelism(),
+  ...machineFacts(),
   loadavgAtStart: loadavg().map(round3),
   loadavgAtEnd: null,
   versions: versions(ROOT),

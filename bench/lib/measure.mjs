@@ -3,7 +3,19 @@
  * one case interleaved, and report medians. The median of several short rounds resists the
  * noise of a shared machine (a GC or a neighbour's burst spoils one round, not the result).
  */
+import { availableParallelism, cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
+
+/** When and where a benchmark ran: the head of every result JSON (suite and microbenchmarks). */
+export function machineFacts() {
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: availableParallelism(),
+  };
+}
 
 /** Iterations between clock reads: enough that `performance.now()` costs well under 1%. */
 const BATCH = 64;
