@@ -84,14 +84,18 @@ function onConnect(this: BoundSocket): void {
 /** Sends the socket's events to `user` (listeners are attached once per socket). @internal */
 export function bindSocket(socket: Socket, user: SocketUser): void {
   const s = socket as BoundSocket;
-  if (s[kUser] === undefined) {
-    s.on('data', onData);
-    s.on('end', onEnd);
-    s.on('error', onError);
-    s.on('close', onClose);
-    s.on('timeout', onTimeout);
-  }
+  if (s[kUser] === undefined) forwardEvents(s);
   s[kUser] = user;
+}
+
+/** Attaches the forwarding listeners (once per socket: `kUser` is defined from then on). */
+function forwardEvents(s: BoundSocket): void {
+  s[kUser] = null;
+  s.on('data', onData);
+  s.on('end', onEnd);
+  s.on('error', onError);
+  s.on('close', onClose);
+  s.on('timeout', onTimeout);
 }
 
 /**
@@ -124,13 +128,8 @@ function takeSocket(): BoundSocket {
   // the socket gets, so to each reconnection too (a Unix socket ignores it).
   s.setNoDelay(true);
   s[kReusable] = true;
-  s[kUser] = null;
   s[kPending] = null;
-  s.on('data', onData);
-  s.on('end', onEnd);
-  s.on('error', onError);
-  s.on('close', onClose);
-  s.on('timeout', onTimeout);
+  forwardEvents(s);
   s.on('connect', onConnect);
   return s;
 }
