@@ -8,8 +8,17 @@
  * only be used for reconnecting a socket after 'close' has been emitted"). That skips building a
  * Socket, its two stream states and five listeners per request: the largest JS cost of a small
  * exchange in the profile (see bench/README.md).
+ *
+ * The engine's own connector (`lendingConnector`, used when no `connector` is given) is the same
+ * with one difference: its sockets read into buffers the exchange picks (Node's `onread`
+ * option) instead of a new buffer per read: the response head into one shared scratch buffer, a
+ * small body straight into the buffer that goes to the client, a long body into two buffers
+ * taking turns while the client keeps up. V8 counts every ArrayBuffer as external memory
+ * allocated since its last mark-compact, against the old generation's limit: with Node's new
+ * buffer per read (and a copy to join a small body's pieces) a 64 KiB or 16 MiB response made
+ * it run mark-compacts back to back (see bench/README.md).
  */
-import { Socket } from 'node:net';
+import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
 import type { UpstreamAddress } from './address.js';
 import { ConnectError, ConnectTimeoutError, type ScgiError } from './errors.js';
 
@@ -30,7 +39,15 @@ export type Connector = (
 
 /** Receives the events of a socket bound to it (see `bindSocket`). @internal */
 export interface SocketUser {
+  /** Bytes from a socket of another connector: the chunk is the user's to keep. */
   onData(chunk: Buffer): void;
+  /**
+   * `n` bytes were read into `buf[0..n)`, the buffer `readTarget()` gave, or the shared scratch
+   * buffer, which is only lent: whatever the user keeps of it must be copied before returning.
+   */
+  onRead(n: number, buf: Buffer): void;
+  /** Where the next read should go; null for the shared scratch buffer. */
+  readTarget(): Buffer | null;
   onEnd(): void;
   onError(err: NodeJS.ErrnoException): void;
   onClose(): void;
@@ -39,19 +56,36 @@ export interface SocketUser {
 
 const kUser = Symbol('scgi-core.socketUser');
 const kPending = Symbol('scgi-core.pendingConnect');
-const kReusable = Symbol('scgi-core.reusable');
+/** The idle list a socket of ours goes back to (custom connectors' sockets have none). */
+const kIdle = Symbol('scgi-core.idleList');
 const kRecycle = Symbol('scgi-core.recycle');
 
 interface BoundSocket extends Socket {
   [kUser]?: SocketUser | null;
   [kPending]?: ((err: Error | null) => void) | null;
-  [kReusable]?: boolean;
+  [kIdle]?: BoundSocket[];
   [kRecycle]?: boolean;
 }
 
-/** Closed sockets waiting to be connected again; bounded, they hold no file descriptor. */
-const idleSockets: BoundSocket[] = [];
+/**
+ * Closed sockets waiting to be connected again; bounded, they hold no file descriptor. Sockets
+ * that read into lent buffers (the engine's) and plain ones (`defaultConnector`'s) are kept apart.
+ */
+const idleLending: BoundSocket[] = [];
+const idlePlain: BoundSocket[] = [];
 const MAX_IDLE_SOCKETS = 256;
+
+/**
+ * One read buffer for every socket of the engine's connector: a read fills it and its callback
+ * consumes it synchronously before any other read can happen (one JS thread).
+ */
+const SCRATCH = Buffer.allocUnsafeSlow(64 * 1024);
+
+function onRead(this: BoundSocket, n: number, buf: Buffer): boolean {
+  // Without a user (released), late bytes are dropped.
+  this[kUser]?.onRead(n, buf);
+  return true;
+}
 
 // The listeners are plain functions shared by every socket: they forward to the socket's
 // current user, so a reused socket keeps the same five listeners for its whole life.
@@ -71,7 +105,8 @@ function onClose(this: BoundSocket): void {
   this[kUser]?.onClose();
   if (this[kRecycle] === true) {
     this[kRecycle] = false;
-    if (idleSockets.length < MAX_IDLE_SOCKETS) idleSockets.push(this);
+    const idle = this[kIdle]!;
+    if (idle.length < MAX_IDLE_SOCKETS) idle.push(this);
   }
 }
 function onTimeout(this: BoundSocket): void {
@@ -109,7 +144,7 @@ export function releaseSocket(socket: Socket, clean: boolean): void {
   s[kUser] = null;
   if (
     clean &&
-    s[kReusable] === true &&
+    s[kIdle] !== undefined &&
     s.readableLength === 0 &&
     s.writableLength === 0 &&
     s.writableCorked === 0 &&
@@ -120,27 +155,39 @@ export function releaseSocket(socket: Socket, clean: boolean): void {
   s.destroy();
 }
 
-function takeSocket(): BoundSocket {
-  const reused = idleSockets.pop();
+function takeSocket(lending: boolean): BoundSocket {
+  const idle = lending ? idleLending : idlePlain;
+  const reused = idle.pop();
   if (reused !== undefined) return reused;
-  const s = new Socket() as BoundSocket;
+  let s: BoundSocket;
+  if (lending) {
+    // `onread` is read by the constructor (net.connect() passes its options there too); the
+    // buffer function runs at every connect and after every read.
+    const onread: OnReadOpts = {
+      buffer: () => s[kUser]?.readTarget() ?? SCRATCH,
+      callback: onRead as OnReadOpts['callback'],
+    };
+    s = new Socket({ onread } as SocketConstructorOpts);
+  } else {
+    s = new Socket();
+  }
   // Nagle off: the head and small bodies should leave at once. Node applies it to every handle
   // the socket gets, so to each reconnection too (a Unix socket ignores it).
   s.setNoDelay(true);
-  s[kReusable] = true;
+  s[kIdle] = idle;
   s[kPending] = null;
   forwardEvents(s);
   s.on('connect', onConnect);
   return s;
 }
 
-/**
- * The default connector: TCP (Nagle off) or a Unix socket. A failure is `SCGI_ERR_CONNECT`
- * with the system error as `cause`, and a timer expiry `SCGI_ERR_CONNECT_TIMEOUT`; both mean
- * nothing was sent, so retrying is safe.
- */
-export const defaultConnector: Connector = (address, options, callback) => {
-  const socket = takeSocket();
+function open(
+  lending: boolean,
+  address: UpstreamAddress,
+  options: ConnectOptions,
+  callback: ConnectCallback,
+): void {
+  const socket = takeSocket(lending);
   let timer: NodeJS.Timeout | null = null;
   const finish = (err: Error | null) => {
     socket[kPending] = null;
@@ -158,4 +205,21 @@ export const defaultConnector: Connector = (address, options, callback) => {
   }
   if (address.kind === 'unix') socket.connect(address.path);
   else socket.connect(address.port, address.host);
-};
+}
+
+/**
+ * The default connector: TCP (Nagle off) or a Unix socket. A failure is `SCGI_ERR_CONNECT`
+ * with the system error as `cause`, and a timer expiry `SCGI_ERR_CONNECT_TIMEOUT`; both mean
+ * nothing was sent, so retrying is safe. Its sockets are plain streams ('data' events), for
+ * connectors that wrap it.
+ */
+export const defaultConnector: Connector = (address, options, callback) =>
+  open(false, address, options, callback);
+
+/**
+ * What the engine uses when no `connector` is given: the default connector, but its sockets
+ * read into buffers the exchange picks (`SocketUser.readTarget`) and emit no 'data'. Only for
+ * sockets bound to a `SocketUser`. @internal
+ */
+export const lendingConnector: Connector = (address, options, callback) =>
+  open(true, address, options, callback);

@@ -9,6 +9,7 @@
  * destroyed with a typed error, and the adapter destroys the client connection so a truncated
  * body never looks complete.
  */
+import type { OutgoingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { UpstreamAddress } from './address.js';
@@ -55,6 +56,15 @@ enum State {
   Done = 4,
 }
 
+/** Read size for a streamed body, as Node's own. */
+const READ_SIZE = 64 * 1024;
+
+function copyOf(chunk: Buffer): Buffer {
+  const c = Buffer.allocUnsafe(chunk.length);
+  chunk.copy(c);
+  return c;
+}
+
 /** Errors that count against a backend's health (nginx's default `error timeout`). */
 const FAILURE_CODES = new Set([
   'SCGI_ERR_CONNECT',
@@ -85,7 +95,16 @@ export class Exchange implements SocketUser {
   #body: UpstreamBody | null = null;
   #remaining = -1;
   #head2: CgiResponseHead | null = null;
-  #collected: Buffer[] = [];
+  /** The small body being collected (State.Buffering), `#filled` bytes of it so far. */
+  #bodyBuf: Buffer | null = null;
+  #filled = 0;
+  /** The unfilled end of `#bodyBuf`: the engine's socket reads straight into it. */
+  #bodyTail: Buffer | null = null;
+  /** The buffer the next read of a streamed body goes into (engine's socket). */
+  #streamTarget: Buffer | null = null;
+  /** The last chunk's buffer, and the response it was written to (see `onRead`). */
+  #spare: Buffer | null = null;
+  #spareRes: OutgoingMessage | null = null;
   #headersTimer: NodeJS.Timeout | null = null;
   readonly #onHead: ((res: ScgiResponse) => void) | undefined;
   #resolve!: (res: ScgiResponse) => void;
@@ -211,8 +230,71 @@ export class Exchange implements SocketUser {
     this.#failAny(new RequestAbortedError('the client went away'));
   };
 
-  /** @internal */
+  /** @internal A chunk of our own (a socket from a custom connector). */
   onData(chunk: Buffer): void {
+    this.#input(chunk, false);
+  }
+
+  /**
+   * @internal Where the engine's socket (`lendingConnector`) reads next: the rest of a small body goes
+   * straight into its final buffer, a streamed body into buffers handed on whole. The head and
+   * anything after the end go to the shared scratch buffer (null).
+   */
+  readTarget(): Buffer | null {
+    if (this.#state === State.Buffering) return this.#bodyTail;
+    if (this.#state === State.Body) {
+      if (this.#streamTarget === null) {
+        const size =
+          this.#remaining >= 0 && this.#remaining < READ_SIZE ? this.#remaining : READ_SIZE;
+        if (size > 0) this.#streamTarget = Buffer.allocUnsafeSlow(size);
+      }
+      return this.#streamTarget;
+    }
+    return null;
+  }
+
+  /** @internal `n` bytes read into `buf`: a buffer `readTarget()` gave, or the lent scratch. */
+  onRead(n: number, buf: Buffer): void {
+    if (buf === this.#bodyTail && this.#state === State.Buffering) {
+      this.responseStarted = true;
+      this.#filled += n;
+      this.#bodyTail =
+        this.#filled < this.#bodyBuf!.length ? this.#bodyBuf!.subarray(this.#filled) : null;
+      if (this.#bodyTail === null) this.#buffered(this.#bodyBuf!);
+      return;
+    }
+    if (buf === this.#streamTarget) {
+      // A read that filled most of the buffer is handed on as it is; a short one is copied out so
+      // a few bytes do not pin a 64 KiB buffer while they wait in the stream, and the buffer
+      // takes the next read.
+      if (n === buf.length || n >= buf.length / 2) {
+        // The chunk before this one went into a response that has written everything out since:
+        // its buffer takes the next read. A long body that the client keeps up with then runs on
+        // two buffers instead of a new one per read, which V8 counts as external memory.
+        let reuse: Buffer | null = null;
+        const spareRes = this.#spareRes;
+        if (spareRes !== null && spareRes.writableLength === 0 && spareRes.writableCorked === 0) {
+          reuse = this.#spare;
+        }
+        this.#spare = null;
+        this.#spareRes = null;
+        this.#streamTarget = null;
+        this.#input(n === buf.length ? buf : buf.subarray(0, n), false);
+        if (this.#state === State.Body) {
+          this.#spareRes = this.#body!.pipedToResponse();
+          if (this.#spareRes !== null) this.#spare = buf;
+          this.#streamTarget = reuse;
+        }
+      } else {
+        this.#input(buf.subarray(0, n), true);
+      }
+      return;
+    }
+    this.#input(buf.subarray(0, n), true);
+  }
+
+  /** Response bytes; `lent` ones are only valid until this returns: what is kept is copied. */
+  #input(chunk: Buffer, lent: boolean): void {
     this.responseStarted = true;
     if (this.#state === State.AwaitHead) {
       let head: CgiResponseHead | null;
@@ -222,15 +304,15 @@ export class Exchange implements SocketUser {
         this.#fail(err as ScgiError);
         return;
       }
-      if (head !== null) this.#gotHead(head);
+      if (head !== null) this.#gotHead(head, lent);
       return;
     }
-    if (this.#state === State.Body) this.#pushBody(chunk);
+    if (this.#state === State.Body) this.#pushBody(chunk, lent);
     else if (this.#state === State.Buffering) this.#collect(chunk);
     // State.Done: bytes past a Content-Length or after a no-body response are dropped.
   }
 
-  #gotHead(head: CgiResponseHead): void {
+  #gotHead(head: CgiResponseHead, lent: boolean): void {
     if (this.#headersTimer !== null) {
       clearTimeout(this.#headersTimer);
       this.#headersTimer = null;
@@ -257,7 +339,17 @@ export class Exchange implements SocketUser {
       // backend that fails before the end is still a clean 502 rather than a cut connection.
       this.#head2 = head;
       this.#state = State.Buffering;
-      this.#collect(this.#parser.rest);
+      const rest = this.#parser.rest;
+      if (rest.length >= this.#remaining) {
+        // The whole body came with the head.
+        const data = rest.subarray(0, this.#remaining);
+        this.#remaining = 0;
+        this.#buffered(data.length === 0 ? EMPTY : lent ? copyOf(data) : data);
+        return;
+      }
+      this.#bodyBuf = Buffer.allocUnsafe(this.#remaining);
+      this.#filled = 0;
+      this.#collect(rest);
       return;
     }
     const body = new UpstreamBody(this);
@@ -272,33 +364,38 @@ export class Exchange implements SocketUser {
     if (this.#remaining === 0) {
       this.#finishBody();
     } else if (rest.length > 0) {
-      this.#pushBody(rest);
+      this.#pushBody(rest, lent);
     }
   }
 
+  /** Copies a chunk of a small body into its buffer (the engine's socket reads land there). */
   #collect(chunk: Buffer): void {
-    if (chunk.length >= this.#remaining) {
-      if (this.#remaining > 0) this.#collected.push(chunk.subarray(0, this.#remaining));
-      this.#remaining = 0;
-      const parts = this.#collected;
-      const data =
-        parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-      this.#collected = [];
-      this.#state = State.Done;
-      this.#timings.total = performance.now() - this.#started;
-      const response = new Response(this.#head2!, this.#address.label, this.#timings, data, null);
-      this.#onHead?.(response);
-      this.#release();
-      this.#resolve(response);
+    const buf = this.#bodyBuf!;
+    const n = Math.min(chunk.length, buf.length - this.#filled);
+    if (n > 0) chunk.copy(buf, this.#filled, 0, n);
+    this.#filled += n;
+    if (this.#filled < buf.length) {
+      this.#bodyTail = buf.subarray(this.#filled);
       return;
     }
-    if (chunk.length > 0) {
-      this.#collected.push(chunk);
-      this.#remaining -= chunk.length;
-    }
+    this.#bodyTail = null;
+    this.#buffered(buf);
   }
 
-  #pushBody(chunk: Buffer): void {
+  /** The small body is complete: the exchange is over, the response goes out as one buffer. */
+  #buffered(data: Buffer): void {
+    this.#remaining = 0;
+    this.#bodyBuf = null;
+    this.#bodyTail = null;
+    this.#state = State.Done;
+    this.#timings.total = performance.now() - this.#started;
+    const response = new Response(this.#head2!, this.#address.label, this.#timings, data, null);
+    this.#onHead?.(response);
+    this.#release();
+    this.#resolve(response);
+  }
+
+  #pushBody(chunk: Buffer, lent: boolean): void {
     const body = this.#body!;
     let done = false;
     if (this.#remaining >= 0) {
@@ -311,7 +408,7 @@ export class Exchange implements SocketUser {
         this.#remaining -= chunk.length;
       }
     }
-    if (chunk.length > 0 && !body.push(chunk)) this.#socket?.pause();
+    if (chunk.length > 0 && !body.push(lent ? copyOf(chunk) : chunk)) this.#socket?.pause();
     if (done) this.#finishBody();
   }
 
@@ -346,11 +443,11 @@ export class Exchange implements SocketUser {
     const state = this.#state;
     if (state === State.AwaitHead) {
       this.#fail(new UpstreamClosedError());
-    } else if ((state === State.Buffering || state === State.Body) && this.#remaining > 0) {
+    } else if (state === State.Buffering || (state === State.Body && this.#remaining > 0)) {
+      const missing =
+        state === State.Buffering ? this.#bodyBuf!.length - this.#filled : this.#remaining;
       this.#failAny(
-        new UpstreamBodyError(
-          `connection closed with ${this.#remaining} bytes of Content-Length missing`,
-        ),
+        new UpstreamBodyError(`connection closed with ${missing} bytes of Content-Length missing`),
       );
     } else if (state === State.Body) {
       this.#finishBody();
@@ -413,6 +510,8 @@ export class Exchange implements SocketUser {
       this.#detachSource();
       this.#detachSource = null;
     }
+    this.#spare = null;
+    this.#spareRes = null;
     const socket = this.#socket;
     const err = this.#error;
     if (socket !== null) {

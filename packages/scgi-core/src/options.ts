@@ -5,7 +5,7 @@
 import { tmpdir } from 'node:os';
 import { parseAddress } from './address.js';
 import { type CgiEnvOptions, type ResolvedCgiEnvOptions, resolveCgiEnvOptions } from './cgi-env.js';
-import { type Connector, defaultConnector } from './connect.js';
+import { type Connector, lendingConnector } from './connect.js';
 import { InvalidOptionError } from './errors.js';
 import { type HealthCheckOptions, type ResolvedHealthCheck, resolveHealthCheck } from './health.js';
 import { intOption } from './option-checks.js';
@@ -303,7 +303,7 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
     tmpDir: options.tmpDir ?? tmpdir(),
     maxHeadSize: positiveInt('maxHeadSize', options.maxHeadSize, 64 * 1024),
     maxBufferedBody: nonNegativeInt('maxBufferedBody', options.maxBufferedBody, 64 * 1024),
-    connector: options.connector ?? defaultConnector,
+    connector: options.connector ?? lendingConnector,
     env: resolveCgiEnvOptions(envOptions as CgiEnvOptions),
   });
 }

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Readable } from 'node:stream';
 import { buildCgiEnv } from './cgi-env.js';
+import { defaultConnector, lendingConnector } from './connect.js';
 import { channels } from './diagnostics.js';
 import { BodyTooLargeError, ClosingError, RequestAbortedError, type ScgiError } from './errors.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
@@ -99,7 +100,9 @@ export class ScgiProxy {
     this.#supervisor = o.spawn === null ? null : new WorkerSupervisor(o.spawn, this.pool, o.logger);
     // Spawned workers can also stop accepting without exiting: a connect check catches that.
     const check = o.healthCheck ?? (o.spawn === null ? null : SPAWN_HEALTH_CHECK);
-    this.#health = check === null ? null : new HealthChecker(this.pool, check, o.connector);
+    // The engine's own sockets read into lent buffers; a check reads plain 'data' events.
+    const checkConnector = o.connector === lendingConnector ? defaultConnector : o.connector;
+    this.#health = check === null ? null : new HealthChecker(this.pool, check, checkConnector);
   }
 
   /**

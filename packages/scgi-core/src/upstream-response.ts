@@ -2,6 +2,8 @@
  * What the engine hands back once the response head arrived: status, headers, and the body as a
  * stream from the backend socket or as one buffer collected whole.
  */
+import { OutgoingMessage } from 'node:http';
+import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { CgiResponseHead, ResponseHeaders } from './types.js';
 
@@ -53,6 +55,27 @@ export class UpstreamBody extends Readable {
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     this.#exchange.bodyDestroyed();
     callback(err);
+  }
+
+  /**
+   * The HTTP/1 response the chunk just pushed went into, in the same call, through a pipe with
+   * no other consumer; null otherwise (another consumer, or a patched `res.write` such as
+   * compression middleware: who knows who holds the chunk then). Node corks the response socket
+   * until the next tick, so the chunk is still there now; once `res.writableLength` is 0 later,
+   * it has gone to the kernel and nothing refers to it any more (see `Exchange.onRead`).
+   */
+  pipedToResponse(): OutgoingMessage | null {
+    if (this.readableLength !== 0 || this.listenerCount('data') !== 1) return null;
+    // Node keeps a Readable's pipe destinations in `_readableState.pipes` (an array since 14).
+    const pipes = (this as unknown as { _readableState: { pipes?: unknown } })._readableState.pipes;
+    if (!Array.isArray(pipes) || pipes.length !== 1) return null;
+    const res = pipes[0];
+    return res instanceof OutgoingMessage &&
+      res.write === OutgoingMessage.prototype.write &&
+      res.socket !== null &&
+      res.socket.write === Socket.prototype.write
+      ? res
+      : null;
   }
 }
 
