@@ -7,16 +7,10 @@
 // `res.write` that holds chunks as compression middleware does.
 import { createHash } from 'node:crypto';
 import { createServer, request as httpRequest, type Server, type ServerResponse } from 'node:http';
-import {
-  type AddressInfo,
-  createServer as createNetServer,
-  type Server as NetServer,
-  type Socket,
-} from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ScgiProxy } from '../src/index.js';
-import { ScgiHeadDecoder } from '../src/scgi-head.js';
+import { createScgiServer, ScgiProxy } from '../src/index.js';
 import { get } from './http-client.js';
 
 /** Deterministic pseudo-random bytes (xorshift32): any misplaced chunk changes the hash. */
@@ -54,34 +48,26 @@ let upstream: string;
 // `/extra/N/S`: Content-Length N, then 100 bytes more that must be dropped. `/split/N/S`: the
 // head itself arrives a few bytes at a time.
 beforeAll(async () => {
-  backend = createNetServer((socket) => {
-    socket.on('error', () => {});
-    const decoder = new ScgiHeadDecoder();
-    const onData = (c: Buffer) => {
-      const head = decoder.push(c);
-      if (head === null) return;
-      socket.removeListener('data', onData);
-      const [, kind, n, s] = (head.env.PATH_INFO ?? '').split('/');
-      const body = bytes(Number(s), Number(n));
-      void (async () => {
-        if (kind === 'split') {
-          const h = Buffer.from(
-            `Status: 200 OK\r\nContent-Length: ${body.length}\r\nX-A: b\r\n\r\n`,
-          );
-          for (let i = 0; i < h.length; i += 5) {
-            socket.write(h.subarray(i, i + 5));
-            await new Promise((r) => setImmediate(r));
-          }
-        } else {
-          const cl = kind === 'stream' ? '' : `Content-Length: ${body.length}\r\n`;
-          socket.write(`Status: 200 OK\r\nContent-Type: application/octet-stream\r\n${cl}\r\n`);
+  // Written straight to the socket: the test decides how the bytes are cut into pieces.
+  backend = createScgiServer((req) => {
+    const socket = req.socket;
+    const [, kind, n, s] = (req.env.PATH_INFO ?? '').split('/');
+    const body = bytes(Number(s), Number(n));
+    void (async () => {
+      if (kind === 'split') {
+        const h = Buffer.from(`Status: 200 OK\r\nContent-Length: ${body.length}\r\nX-A: b\r\n\r\n`);
+        for (let i = 0; i < h.length; i += 5) {
+          socket.write(h.subarray(i, i + 5));
+          await new Promise((r) => setImmediate(r));
         }
-        await writeInPieces(socket, body, Number(s));
-        if (kind === 'extra') socket.write(Buffer.alloc(100, 0x78));
-        socket.end();
-      })();
-    };
-    socket.on('data', onData);
+      } else {
+        const cl = kind === 'stream' ? '' : `Content-Length: ${body.length}\r\n`;
+        socket.write(`Status: 200 OK\r\nContent-Type: application/octet-stream\r\n${cl}\r\n`);
+      }
+      await writeInPieces(socket, body, Number(s));
+      if (kind === 'extra') socket.write(Buffer.alloc(100, 0x78));
+      socket.end();
+    })();
   });
   await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
   upstream = `127.0.0.1:${(backend.address() as AddressInfo).port}`;
