@@ -180,7 +180,8 @@ export interface ScgiProxySettings extends CgiEnvOptions {
    * Response bodies with a Content-Length up to this many bytes are collected whole before the
    * head is handed on, then sent in one write (as nginx's `scgi_buffering`); a backend that fails
    * before the end is then a clean 502 instead of a cut connection. Larger or unknown-length
-   * bodies stream. 0 streams every body.
+   * bodies stream. 0 streams every body. The buffer is allocated at its full Content-Length when
+   * the head arrives, and the body is read straight into it.
    * @default 65536
    */
   maxBufferedBody?: number;
