@@ -4,7 +4,7 @@
  * path, bodies already read by body parsers, `next(err)` before the head, a destroyed response
  * after it.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream';
 import {
   type EnvPair,
@@ -12,6 +12,7 @@ import {
   errorResponseHeaders,
   InvalidOptionError,
   type PoolStats,
+  recycleBodyBuffer,
   type ScgiError,
   ScgiProxy,
   type ScgiProxyOptions,
@@ -141,6 +142,8 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
         body,
         res,
         rewriteEnv: rewriteEnv === undefined ? undefined : (env) => rewriteEnv(env, req),
+        // No hook sees the response: a small body's buffer can serve a later one once sent.
+        recycleBody: onResponse === undefined && plainEnd(res),
       })
       .then(
         (response) => {
@@ -189,9 +192,22 @@ function send(res: ServerResponse, response: ScgiResponse, applyHead: boolean): 
   const buf = response.bodyBuffer;
   if (buf !== null) {
     res.end(buf);
+    // 'finish': every byte went to the kernel, so Node holds the buffer no more; with Node's own
+    // `res.end`, nothing else got it (compression or session middleware wrap `res.end` and may
+    // keep it). Without 'finish' (client gone) it is left to the GC.
+    if (applyHead && plainEnd(res)) res.once('finish', () => recycleBodyBuffer(response));
     return;
   }
   pipeline(response.body, res, () => {});
+}
+
+/** `res.end` and `res.write` are Node's own: no middleware wrapped them. */
+function plainEnd(res: ServerResponse): boolean {
+  return (
+    res instanceof ServerResponse &&
+    res.end === ServerResponse.prototype.end &&
+    res.write === ServerResponse.prototype.write
+  );
 }
 
 export default scgiProxy;

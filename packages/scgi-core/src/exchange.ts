@@ -13,6 +13,7 @@ import type { OutgoingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { UpstreamAddress } from './address.js';
+import { takeBodyBuffer } from './body-pool.js';
 import { CgiResponseParser } from './cgi-response.js';
 import { bindSocket, releaseSocket, type SocketUser } from './connect.js';
 import {
@@ -86,6 +87,8 @@ export class Exchange implements SocketUser {
   readonly #head: Buffer;
   readonly #reqBody: ExchangeBody;
   readonly #noResponseBody: boolean;
+  /** The caller gives a small body's buffer back (`recycleBodyBuffer`): take it from the pool. */
+  readonly #poolBody: boolean;
   readonly #signal: AbortSignal | undefined;
   readonly #started = performance.now();
   readonly #timings: ScgiTimings = { connect: -1, head: -1, total: -1 };
@@ -120,6 +123,7 @@ export class Exchange implements SocketUser {
     noResponseBody: boolean,
     signal: AbortSignal | undefined,
     onHead?: (res: ScgiResponse) => void,
+    poolBody = false,
   ) {
     this.#opts = opts;
     this.#address = address;
@@ -129,6 +133,7 @@ export class Exchange implements SocketUser {
     this.#noResponseBody = noResponseBody;
     this.#signal = signal;
     this.#onHead = onHead;
+    this.#poolBody = poolBody;
     this.#parser = new CgiResponseParser({ maxHeadSize: opts.maxHeadSize });
     this.promise = new Promise<ScgiResponse>((resolve, reject) => {
       this.#resolve = resolve;
@@ -344,10 +349,12 @@ export class Exchange implements SocketUser {
         // The whole body came with the head.
         const data = rest.subarray(0, this.#remaining);
         this.#remaining = 0;
-        this.#buffered(data.length === 0 ? EMPTY : lent ? copyOf(data) : data);
+        this.#buffered(data.length === 0 ? EMPTY : lent ? this.#copyBody(data) : data);
         return;
       }
-      this.#bodyBuf = Buffer.allocUnsafe(this.#remaining);
+      this.#bodyBuf = this.#poolBody
+        ? takeBodyBuffer(this.#remaining)
+        : Buffer.allocUnsafe(this.#remaining);
       this.#filled = 0;
       this.#collect(rest);
       return;
@@ -366,6 +373,13 @@ export class Exchange implements SocketUser {
     } else if (rest.length > 0) {
       this.#pushBody(rest, lent);
     }
+  }
+
+  #copyBody(data: Buffer): Buffer {
+    if (!this.#poolBody) return copyOf(data);
+    const buf = takeBodyBuffer(data.length);
+    data.copy(buf);
+    return buf;
   }
 
   /** Copies a chunk of a small body into its buffer (the engine's socket reads land there). */
@@ -390,6 +404,7 @@ export class Exchange implements SocketUser {
     this.#state = State.Done;
     this.#timings.total = performance.now() - this.#started;
     const response = new Response(this.#head2!, this.#address.label, this.#timings, data, null);
+    if (this.#poolBody) response.pooled = true;
     this.#onHead?.(response);
     this.#release();
     this.#resolve(response);

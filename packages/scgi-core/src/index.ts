@@ -36,3 +36,4 @@ export {
 } from './spawn.js';
 export { liveSpoolFiles, SpooledBody, type SpoolOptions, spoolBody } from './spool.js';
 export type * from './types.js';
+export { recycleBodyBuffer } from './upstream-response.js';

@@ -46,6 +46,11 @@ export interface ScgiRequestOptions {
   signal?: AbortSignal;
   /** Last look at the CGI environment before it is encoded; may return a new list. */
   rewriteEnv?: (env: EnvPair[], req: ProxiedRequest) => EnvPair[] | undefined;
+  /**
+   * The caller will give a collected body's buffer back with `recycleBodyBuffer(response)`
+   * once it is written out and nothing else refers to it (adapters only). @internal
+   */
+  recycleBody?: boolean;
 }
 
 export type { ScgiResponse } from './exchange.js';
@@ -301,6 +306,7 @@ export class ScgiProxy {
             });
           }
         },
+        opts.recycleBody === true,
       );
       this.#inFlight.add(exchange);
       watch.exchange = exchange;

@@ -5,6 +5,7 @@
 import { OutgoingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import { giveBackBodyBuffer } from './body-pool.js';
 import type { CgiResponseHead, ResponseHeaders } from './types.js';
 
 /** The side of an exchange a body stream pulls from. */
@@ -87,6 +88,8 @@ export class Response implements ScgiResponse {
   readonly bodyBuffer: Buffer | null;
   readonly upstream: string;
   readonly timings: ScgiTimings;
+  /** `bodyBuffer` may go back to the pool (see `recycleBodyBuffer`). @internal */
+  pooled = false;
   #stream: Readable | null;
 
   constructor(
@@ -120,3 +123,15 @@ export class Response implements ScgiResponse {
 }
 
 export const EMPTY = Buffer.alloc(0);
+
+/**
+ * Gives a collected body's buffer back for a later response, once the caller has written it out
+ * and nothing else can refer to it: for an adapter that sent `bodyBuffer` itself, asked for it
+ * with `recycleBody`, and passed the response to no user code. Does nothing otherwise.
+ * @internal
+ */
+export function recycleBodyBuffer(response: ScgiResponse): void {
+  if (!(response instanceof Response) || !response.pooled || response.bodyBuffer === null) return;
+  response.pooled = false;
+  giveBackBodyBuffer(response.bodyBuffer);
+}
