@@ -33,6 +33,7 @@ import type { SpooledBody } from './spool.js';
 import type { CgiResponseHead } from './types.js';
 import {
   EMPTY,
+  markBodyPooled,
   Response,
   type ScgiResponse,
   type ScgiTimings,
@@ -404,7 +405,7 @@ export class Exchange implements SocketUser {
     this.#state = State.Done;
     this.#timings.total = performance.now() - this.#started;
     const response = new Response(this.#head2!, this.#address.label, this.#timings, data, null);
-    if (this.#poolBody) response.pooled = true;
+    if (this.#poolBody) markBodyPooled(response);
     this.#onHead?.(response);
     this.#release();
     this.#resolve(response);

@@ -88,8 +88,6 @@ export class Response implements ScgiResponse {
   readonly bodyBuffer: Buffer | null;
   readonly upstream: string;
   readonly timings: ScgiTimings;
-  /** `bodyBuffer` may go back to the pool (see `recycleBodyBuffer`). @internal */
-  pooled = false;
   #stream: Readable | null;
 
   constructor(
@@ -131,7 +129,14 @@ export const EMPTY = Buffer.alloc(0);
  * @internal
  */
 export function recycleBodyBuffer(response: ScgiResponse): void {
-  if (!(response instanceof Response) || !response.pooled || response.bodyBuffer === null) return;
-  response.pooled = false;
+  if (!pooledBodies.delete(response) || response.bodyBuffer === null) return;
   giveBackBodyBuffer(response.bodyBuffer);
+}
+
+/** Responses whose `bodyBuffer` came from the pool and was not given back yet. */
+const pooledBodies = new WeakSet<ScgiResponse>();
+
+/** The response's `bodyBuffer` came from the pool (`takeBodyBuffer`). @internal */
+export function markBodyPooled(response: Response): void {
+  pooledBodies.add(response);
 }
