@@ -4,26 +4,13 @@
  * given back too early, or one a middleware still holds, would put a later body's bytes into an
  * earlier response: every test checks the bytes (SHA-256 of pseudo-random bodies).
  */
-import { createHash } from 'node:crypto';
 import { get, type Server } from 'node:http';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import express from 'express';
 import { scgiProxy } from 'express-scgi';
 import { createScgiServer } from 'scgi-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-function bytes(seed: number, n: number): Buffer {
-  const out = Buffer.allocUnsafe(n);
-  let x = seed | 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+import { count64KiBAllocations, pseudoRandomBytes, sha256 } from './helpers/bytes.js';
 
 function fetchBytes(port: number, path: string): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
@@ -43,7 +30,7 @@ let upstream: string;
 beforeAll(async () => {
   backend = createScgiServer((req, res) => {
     const [, n, s] = (req.env.PATH_INFO ?? '').split('/');
-    const body = bytes(Number(s), Number(n));
+    const body = pseudoRandomBytes(Number(s), Number(n));
     res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': n });
     res.write(body.subarray(0, 1000));
     setImmediate(() => res.end(body.subarray(1000)));
@@ -58,22 +45,6 @@ async function listen(app: express.Express): Promise<{ server: Server; port: num
     const s = app.listen(0, '127.0.0.1', () => r(s));
   });
   return { server, port: (server.address() as AddressInfo).port };
-}
-
-/** Counts the 64 KiB buffers made while `run` goes on (the pool makes its buffers that size). */
-async function countingPoolAllocations(run: () => Promise<void>): Promise<number> {
-  const original = Buffer.allocUnsafeSlow;
-  let made = 0;
-  Buffer.allocUnsafeSlow = (size: number) => {
-    if (size === 64 * 1024) made++;
-    return original(size);
-  };
-  try {
-    await run();
-  } finally {
-    Buffer.allocUnsafeSlow = original;
-  }
-  return made;
 }
 
 describe('express-scgi: body buffers reused only when nothing else holds them', () => {
@@ -100,12 +71,12 @@ describe('express-scgi: body buffers reused only when nothing else holds them', 
 
   it('one request after another: later bodies take the buffers earlier ones gave back', async () => {
     const port = await front(() => {});
-    const made = await countingPoolAllocations(async () => {
+    const made = await count64KiBAllocations(async () => {
       for (let i = 0; i < 40; i++) {
         const n = 5_000 + i * 1_500;
         const got = await fetchBytes(port, `/${n}/${i + 1}`);
         expect(got.status).toBe(200);
-        expect(sha(got.body), `body ${i}`).toBe(sha(bytes(i + 1, n)));
+        expect(sha256(got.body), `body ${i}`).toBe(sha256(pseudoRandomBytes(i + 1, n)));
       }
     });
     // Without reuse each of the 40 bodies (5 to 64 KiB) takes a new buffer.
@@ -124,7 +95,7 @@ describe('express-scgi: body buffers reused only when nothing else holds them', 
       }
       for (const { got, n, seed } of await Promise.all(jobs)) {
         expect(got.status).toBe(200);
-        expect(sha(got.body), `${n}/${seed}`).toBe(sha(bytes(seed, n)));
+        expect(sha256(got.body), `${n}/${seed}`).toBe(sha256(pseudoRandomBytes(seed, n)));
       }
     }
   });
@@ -142,17 +113,17 @@ describe('express-scgi: body buffers reused only when nothing else holds them', 
         next();
       }),
     );
-    const made = await countingPoolAllocations(async () => {
+    const made = await count64KiBAllocations(async () => {
       for (let i = 0; i < 24; i++) {
         const n = 10_000 + i * 2_000;
         const got = await fetchBytes(port, `/${n}/${500 + i}`);
-        expect(sha(got.body)).toBe(sha(bytes(500 + i, n)));
+        expect(sha256(got.body)).toBe(sha256(pseudoRandomBytes(500 + i, n)));
       }
     });
     expect(kept).toHaveLength(24);
     for (const { path, chunk } of kept) {
       const [, n, s] = path.split('/');
-      expect(sha(chunk), path).toBe(sha(bytes(Number(s), Number(n))));
+      expect(sha256(chunk), path).toBe(sha256(pseudoRandomBytes(Number(s), Number(n))));
     }
     // Nothing was taken from the pool: plain buffers of the exact size.
     expect(made).toBe(0);
