@@ -135,6 +135,9 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
         return;
       }
     }
+    // No hook sees the response and Node's own res.end sends it: a small body's buffer can serve
+    // a later one once sent.
+    const recycle = onResponse === undefined && plainEnd(res);
     proxy
       .request(req, {
         scriptName: req.baseUrl ?? '',
@@ -142,13 +145,12 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
         body,
         res,
         rewriteEnv: rewriteEnv === undefined ? undefined : (env) => rewriteEnv(env, req),
-        // No hook sees the response: a small body's buffer can serve a later one once sent.
-        recycleBody: onResponse === undefined && plainEnd(res),
+        recycleBody: recycle,
       })
       .then(
         (response) => {
           if (onResponse === undefined) {
-            send(res, response, true);
+            send(res, response, true, recycle);
             return;
           }
           res.statusCode = response.statusCode;
@@ -156,7 +158,7 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
           for (const name in response.headers) res.setHeader(name, response.headers[name]!);
           return Promise.resolve(onResponse(req, res, response)).then((go) => {
             // The head is already on `res` (and maybe changed by the hook): keep it as it is.
-            if (go !== false) send(res, response, false);
+            if (go !== false) send(res, response, false, false);
           });
         },
         (err: ScgiError) => fail(err, req, res, next),
@@ -181,7 +183,12 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
  * `pipeline`, which destroys `res` when the backend body fails: the client sees a cut
  * connection, never a clean end of a truncated body.
  */
-function send(res: ServerResponse, response: ScgiResponse, applyHead: boolean): void {
+function send(
+  res: ServerResponse,
+  response: ScgiResponse,
+  applyHead: boolean,
+  recycle: boolean,
+): void {
   if (applyHead && !res.headersSent) {
     // setHeader, not writeHead: Node then adds the Content-Length of a body sent whole.
     res.statusCode = response.statusCode;
@@ -195,19 +202,19 @@ function send(res: ServerResponse, response: ScgiResponse, applyHead: boolean): 
     // 'finish': every byte went to the kernel, so Node holds the buffer no more; with Node's own
     // `res.end`, nothing else got it (compression or session middleware wrap `res.end` and may
     // keep it). Without 'finish' (client gone) it is left to the GC.
-    if (applyHead && plainEnd(res)) res.once('finish', () => recycleBodyBuffer(response));
+    // Checked again: nothing may have wrapped `res.end` since the request started.
+    if (recycle && plainEnd(res)) res.once('finish', () => recycleBodyBuffer(response));
     return;
   }
   pipeline(response.body, res, () => {});
 }
 
+const NODE_END = ServerResponse.prototype.end;
+const NODE_WRITE = ServerResponse.prototype.write;
+
 /** `res.end` and `res.write` are Node's own: no middleware wrapped them. */
 function plainEnd(res: ServerResponse): boolean {
-  return (
-    res instanceof ServerResponse &&
-    res.end === ServerResponse.prototype.end &&
-    res.write === ServerResponse.prototype.write
-  );
+  return res.end === NODE_END && res.write === NODE_WRITE;
 }
 
 export default scgiProxy;
