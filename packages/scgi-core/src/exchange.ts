@@ -534,7 +534,11 @@ export class Exchange implements SocketUser {
       // The socket may serve another exchange from now on: drop every reference to it.
       this.#socket = null;
       if (this.#opts.idleTimeout > 0) socket.setTimeout(0);
-      releaseSocket(socket, err === undefined);
+      // A body that ended with the connection (no Content-Length) leaves its next read buffer
+      // in the socket until the socket connects again: such a socket is not kept idle, so an
+      // idle socket never holds 64 KiB.
+      releaseSocket(socket, err === undefined && this.#streamTarget === null);
+      this.#streamTarget = null;
     }
     if (this.#timings.total < 0) this.#timings.total = performance.now() - this.#started;
     this.#onDone({

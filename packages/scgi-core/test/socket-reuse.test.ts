@@ -223,3 +223,49 @@ describe.each([
     });
   });
 });
+
+describe("engine's connector: an idle socket holds no read buffer", () => {
+  it('keeps a socket whose body ended at its Content-Length, not one whose body ended with the connection', async () => {
+    const seen: Socket[] = [];
+    const proxy = new ScgiProxy({
+      upstream: backendAddr,
+      connector: (address, options, callback) =>
+        lendingConnector(address, options, (err, socket) => {
+          if (socket !== null) seen.push(socket);
+          callback(err, socket);
+        }),
+    });
+    const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      proxy.request(req, { res }).then(
+        (r) => {
+          res.writeHead(r.statusCode, r.headers);
+          r.body.pipe(res);
+        },
+        () => res.destroy(),
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const settled = async (s: Socket) => {
+      if (!s.closed) await closed(s);
+    };
+    try {
+      expect((await get(port, '/id/a')).body.toString()).toBe('a');
+      await settled(seen[0]!);
+      expect((await get(port, '/id/b')).body.toString()).toBe('b');
+      expect(seen[1]).toBe(seen[0]);
+      await settled(seen[1]!);
+      // 1 MiB without Content-Length: the body ends with the connection.
+      const big = await get(port, '/big');
+      expect(big.body.length).toBe(1024 * 1024);
+      expect(seen[2]).toBe(seen[0]);
+      await settled(seen[2]!);
+      expect((await get(port, '/id/c')).body.toString()).toBe('c');
+      expect(seen[3]).not.toBe(seen[2]);
+    } finally {
+      await proxy.close(0);
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
