@@ -73,8 +73,7 @@ export class UpstreamBody extends Readable {
     const res = pipes[0];
     return res instanceof OutgoingMessage &&
       res.write === OutgoingMessage.prototype.write &&
-      res.socket !== null &&
-      res.socket.write === Socket.prototype.write
+      res.socket?.write === Socket.prototype.write
       ? res
       : null;
   }
