@@ -57,6 +57,47 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((r) => backend.close(() => r())));
 
+/**
+ * An HTTP front on `connector`, with every socket it hands out passed to `seen`: the proxy
+ * pipes each body to the client and answers a failure before the head with its status.
+ */
+async function startFront(
+  connector: Connector,
+  seen: (socket: Socket) => void,
+): Promise<{ port: number; proxy: ScgiProxy; close: () => Promise<void> }> {
+  const proxy = new ScgiProxy({
+    upstream: backendAddr,
+    connector: (address, options, callback) =>
+      connector(address, options, (err, socket) => {
+        if (socket !== null) seen(socket);
+        callback(err, socket);
+      }),
+  });
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    proxy.request(req, { res }).then(
+      (r) => {
+        res.writeHead(r.statusCode, r.headers);
+        r.body.on('error', () => res.destroy());
+        r.body.pipe(res);
+      },
+      (err: Error & { statusCode: number }) => {
+        res.writeHead(err.statusCode);
+        res.end();
+      },
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    proxy,
+    close: async () => {
+      await proxy.close(0);
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
 describe.each([
   ['default connector (plain sockets)', defaultConnector],
   ["engine's connector (sockets read into lent buffers)", lendingConnector],
@@ -166,29 +207,7 @@ describe.each([
 
     it('keeps every answer with its own request across reused sockets and faults', async () => {
       const sockets = new Set<Socket>();
-      const proxy = new ScgiProxy({
-        upstream: backendAddr,
-        connector: (address, options, callback) =>
-          connector(address, options, (err, socket) => {
-            if (socket !== null) sockets.add(socket);
-            callback(err, socket);
-          }),
-      });
-      const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
-        proxy.request(req, { res }).then(
-          (r) => {
-            res.writeHead(r.statusCode, r.headers);
-            r.body.on('error', () => res.destroy());
-            r.body.pipe(res);
-          },
-          (err: Error & { statusCode: number }) => {
-            res.writeHead(err.statusCode);
-            res.end();
-          },
-        );
-      });
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-      const port = (server.address() as AddressInfo).port;
+      const { port, proxy, close } = await startFront(connector, (s) => sockets.add(s));
       try {
         let exchanges = 0;
         for (let round = 0; round < 20; round++) {
@@ -216,9 +235,7 @@ describe.each([
         expect(sockets.size).toBeLessThan(exchanges / 2);
         expect(proxy.inFlight).toBe(0);
       } finally {
-        await proxy.close(0);
-        server.closeAllConnections();
-        await new Promise<void>((r) => server.close(() => r()));
+        await close();
       }
     });
   });
@@ -227,25 +244,7 @@ describe.each([
 describe("engine's connector: an idle socket holds no read buffer", () => {
   it('keeps a socket whose body ended at its Content-Length, not one whose body ended with the connection', async () => {
     const seen: Socket[] = [];
-    const proxy = new ScgiProxy({
-      upstream: backendAddr,
-      connector: (address, options, callback) =>
-        lendingConnector(address, options, (err, socket) => {
-          if (socket !== null) seen.push(socket);
-          callback(err, socket);
-        }),
-    });
-    const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
-      proxy.request(req, { res }).then(
-        (r) => {
-          res.writeHead(r.statusCode, r.headers);
-          r.body.pipe(res);
-        },
-        () => res.destroy(),
-      );
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as AddressInfo).port;
+    const { port, close } = await startFront(lendingConnector, (s) => seen.push(s));
     const settled = async (s: Socket) => {
       if (!s.closed) await closed(s);
     };
@@ -263,9 +262,7 @@ describe("engine's connector: an idle socket holds no read buffer", () => {
       expect((await get(port, '/id/c')).body.toString()).toBe('c');
       expect(seen[3]).not.toBe(seen[2]);
     } finally {
-      await proxy.close(0);
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await close();
     }
   });
 });
