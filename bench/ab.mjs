@@ -7,6 +7,8 @@
  *   npx tsc -b && node bench/ab.mjs --base 07bec9b [--front fastify|express] [--path /tiny]
  *                                   [--rounds 8] [--duration 2] [--connections 32]
  *
+ * `--path /upload` POSTs the suite's 16 MiB upload body (use `--connections 8`, as the suite).
+ *
  * The base revision is checked out with `git worktree` into a temp dir and built there with the
  * work tree's TypeScript; its node_modules links to the work tree's, except the three workspace
  * packages, which link to its own. Both fronts run the work tree's copy of the front script, so
@@ -19,6 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startUwsgi } from './lib/backends.mjs';
+import { CASES } from './lib/cases.mjs';
 import { startNodeFront } from './lib/fronts.mjs';
 import { startLoadGenerator } from './lib/loadgen.mjs';
 import { cleanupAll, clockTicks, cpuTicks, makeTempDir } from './lib/procs.mjs';
@@ -46,6 +49,7 @@ if (!args.base || !['fastify', 'express'].includes(args.front)) {
   process.exit(2);
 }
 const rounds = Number(args.rounds);
+const upload = args.path === CASES.upload.path ? CASES.upload : null;
 const duration = Number(args.duration);
 
 /** The base revision as a built tree of its own, sharing the work tree's dependencies. */
@@ -108,8 +112,9 @@ try {
     const before = cpuTicks(side.proc.pid);
     const r = await load.run({
       url: side.url,
-      method: 'GET',
-      bodySize: 0,
+      // The upload case POSTs the suite's 16 MiB body; every other path is a GET.
+      method: upload === null ? 'GET' : upload.method,
+      bodySize: upload === null ? 0 : upload.bodySize,
       connections: Number(args.connections),
       duration: seconds,
       timeout: 10,
@@ -129,7 +134,7 @@ try {
     for (const i of order) got[i].push(await run(sides[i], duration));
   }
   console.log(
-    `${args.front} front, GET ${args.path}, ${args.connections} connections, ${rounds} x ${duration} s alternated`,
+    `${args.front} front, ${upload === null ? 'GET' : upload.method} ${args.path}, ${args.connections} connections, ${rounds} x ${duration} s alternated`,
   );
   const med = (i, key) => median(got[i].map((r) => r[key]));
   for (const [i, side] of sides.entries()) {
