@@ -262,18 +262,15 @@ export class Exchange implements SocketUser {
   /** @internal `n` bytes read into `buf`: a buffer `readTarget()` gave, or the lent scratch. */
   onRead(n: number, buf: Buffer): void {
     if (buf === this.#bodyTail && this.#state === State.Buffering) {
-      this.responseStarted = true;
-      this.#filled += n;
-      this.#bodyTail =
-        this.#filled < this.#bodyBuf!.length ? this.#bodyBuf!.subarray(this.#filled) : null;
-      if (this.#bodyTail === null) this.#buffered(this.#bodyBuf!);
+      // Read in place: the bytes are already where they belong.
+      this.#filledBy(n);
       return;
     }
     if (buf === this.#streamTarget) {
       // A read that filled most of the buffer is handed on as it is; a short one is copied out so
       // a few bytes do not pin a 64 KiB buffer while they wait in the stream, and the buffer
       // takes the next read.
-      if (n === buf.length || n >= buf.length / 2) {
+      if (n >= buf.length / 2) {
         // The chunk before this one went into a response that has written everything out since:
         // its buffer takes the next read. A long body that the client keeps up with then runs on
         // two buffers instead of a new one per read, which V8 counts as external memory.
@@ -353,9 +350,7 @@ export class Exchange implements SocketUser {
         this.#buffered(data.length === 0 ? EMPTY : lent ? this.#copyBody(data) : data);
         return;
       }
-      this.#bodyBuf = this.#poolBody
-        ? takeBodyBuffer(this.#remaining)
-        : Buffer.allocUnsafe(this.#remaining);
+      this.#bodyBuf = this.#newBodyBuffer(this.#remaining);
       this.#filled = 0;
       this.#collect(rest);
       return;
@@ -376,9 +371,13 @@ export class Exchange implements SocketUser {
     }
   }
 
+  /** A small body's buffer: from the pool when the caller gives it back, else a plain one. */
+  #newBodyBuffer(size: number): Buffer {
+    return this.#poolBody ? takeBodyBuffer(size) : Buffer.allocUnsafe(size);
+  }
+
   #copyBody(data: Buffer): Buffer {
-    if (!this.#poolBody) return copyOf(data);
-    const buf = takeBodyBuffer(data.length);
+    const buf = this.#newBodyBuffer(data.length);
     data.copy(buf);
     return buf;
   }
@@ -388,6 +387,12 @@ export class Exchange implements SocketUser {
     const buf = this.#bodyBuf!;
     const n = Math.min(chunk.length, buf.length - this.#filled);
     if (n > 0) chunk.copy(buf, this.#filled, 0, n);
+    this.#filledBy(n);
+  }
+
+  /** `n` more bytes of the small body are in its buffer: the rest is read next, or it is done. */
+  #filledBy(n: number): void {
+    const buf = this.#bodyBuf!;
     this.#filled += n;
     if (this.#filled < buf.length) {
       this.#bodyTail = buf.subarray(this.#filled);
