@@ -285,6 +285,14 @@ function sendBody(reply: FastifyReply, response: ScgiResponse): void {
     reply.send(buf.length === 0 ? undefined : buf);
     return;
   }
+  // A body that fails before its first byte goes out reaches Fastify's error handler, which
+  // answers with the headers the reply holds: the backend's must not ride on that error
+  // (a Set-Cookie, a Cache-Control that lets a cache keep the 502, a Content-Encoding the
+  // JSON does not have). Registered before Fastify's own listener, so it runs first.
+  response.body.once('error', () => {
+    if (reply.raw.headersSent) return;
+    for (const name in response.headers) reply.removeHeader(name);
+  });
   reply.send(response.body);
 }
 

@@ -85,5 +85,9 @@ export function pumpBody(
   return () => {
     detach();
     if (!fromClient) source.destroy();
+    // The exchange ended before the client's body did (the backend answered early, or failed):
+    // the rest is read and dropped, as nginx discards it. Left paused, it would hold the
+    // keep-alive connection: Node parses the next request only after this body.
+    else if (!source.readableEnded) source.resume();
   };
 }
