@@ -89,6 +89,13 @@ export interface CollectedHeaders {
   readonly host: string | undefined;
 }
 
+/**
+ * Host (RFC 9110 §7.2, RFC 3986 §3.2.2): `uri-host [ ":" port ]`, where uri-host is an
+ * IP-literal in brackets or a reg-name / IPv4 address (unreserved, pct-encoded, sub-delims);
+ * may be empty. An empty host with a port (`:8080`) is refused, as nginx does.
+ */
+const HOST = /^(?:\[[0-9A-Za-z:._~!$&'()*+,;=-]+\]|[0-9A-Za-z._~!$&'()*+,;=%-]+)(?::[0-9]*)?$|^$/;
+
 /** Node's parsers refuse these, but `rawHeaders` can be written by other code: check anyway. */
 function checkValue(name: string, value: string): void {
   if (hasCtl(value)) throw new BadRequestHeaderError(name);
@@ -126,7 +133,7 @@ export function collectHeaders(raw: readonly string[]): CollectedHeaders {
         }
         continue;
       case Kind.Authority:
-        checkValue(rawName, value);
+        if (!HOST.test(value)) throw new BadRequestHeaderError(rawName);
         authority ??= value;
         authorityAt = headers.length;
         continue;
@@ -134,6 +141,8 @@ export function collectHeaders(raw: readonly string[]): CollectedHeaders {
         // RFC 9112 §3.2: a request with more than one Host is invalid; the app and the
         // framework must not be able to disagree on the host.
         if (host !== undefined) throw new BadRequestHeaderError(rawName);
+        // §3.2 too: an invalid Host is a 400. The app builds URLs from it (and SERVER_NAME).
+        if (!HOST.test(value)) throw new BadRequestHeaderError(rawName);
         host = value;
         break;
     }
@@ -144,8 +153,11 @@ export function collectHeaders(raw: readonly string[]): CollectedHeaders {
       headers.push([name.cgi, value]);
     } else {
       const pair = headers[at]!;
-      // RFC 9110 §5.3 list join; Cookie crumbs are joined with "; " (RFC 9113 §8.2.3).
-      pair[1] += (name.kind === Kind.Cookie ? '; ' : ', ') + value;
+      // RFC 9110 §5.3 list join; Cookie crumbs are joined with "; " (RFC 9113 §8.2.3), and an
+      // empty one adds nothing (no "; a=1").
+      if (name.kind !== Kind.Cookie) pair[1] += `, ${value}`;
+      else if (pair[1] === '') pair[1] = value;
+      else if (value !== '') pair[1] += `; ${value}`;
     }
   }
   if (host === undefined && authority !== undefined) {

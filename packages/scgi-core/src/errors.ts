@@ -134,6 +134,11 @@ export const BodyTooLargeError = define(
   413,
   'Request body is larger than the limit of %s bytes',
 );
+export const TransferCodingError = define(
+  'SCGI_ERR_TRANSFER_CODING',
+  501,
+  'Transfer-Encoding %s is not supported: only chunked is',
+);
 export const RequestAbortedError = define(
   'SCGI_ERR_REQUEST_ABORTED',
   400,

@@ -323,7 +323,11 @@ export class Exchange implements SocketUser {
     this.#timings.head = performance.now() - this.#started;
     this.#headReceived = true;
     const status = head.statusCode;
-    const noBody = this.#noResponseBody || status === 204 || status === 304;
+    const noBody = this.#noResponseBody || status === 204 || status === 304 || status === 205;
+    // RFC 9110: no Content-Length on a 204 (§8.6), and no content in a 205 (§15.3.6), whose
+    // length is then 0 whatever the backend announced.
+    if (status === 204) delete head.headers['content-length'];
+    else if (status === 205) head.headers['content-length'] = '0';
     const cl = head.headers['content-length'];
     if (head.hopByHop.includes('transfer-encoding')) {
       // A CGI body is raw bytes up to the close; PEP 3333 forbids hop-by-hop headers in WSGI.

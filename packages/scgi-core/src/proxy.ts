@@ -9,7 +9,13 @@ import type { Readable } from 'node:stream';
 import { buildCgiEnv } from './cgi-env.js';
 import { defaultConnector, lendingConnector } from './connect.js';
 import { channels } from './diagnostics.js';
-import { BodyTooLargeError, ClosingError, RequestAbortedError, type ScgiError } from './errors.js';
+import {
+  BodyTooLargeError,
+  ClosingError,
+  RequestAbortedError,
+  type ScgiError,
+  TransferCodingError,
+} from './errors.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
 import { HealthChecker, resolveHealthCheck } from './health.js';
 import {
@@ -56,6 +62,8 @@ export interface ScgiRequestOptions {
 export type { ScgiResponse } from './exchange.js';
 
 const DIGITS = /^[0-9]+$/;
+/** A Transfer-Encoding of chunked alone (Node joins repeated lines with ", "). */
+const CHUNKED_ONLY = /^[\t ]*chunked[\t ]*$/i;
 
 /** The request body, as far as the headers tell: a known length, none, or unknown (spool it). */
 function requestBodyLength(req: ProxiedRequest): number | null {
@@ -205,6 +213,11 @@ export class ScgiProxy {
     watch: ClientWatch,
   ): Promise<ExchangeBody> {
     const o = this.options;
+    const te = req.headers['transfer-encoding'];
+    // RFC 9112 §6.1: Node decodes chunked and leaves any other coding (`gzip, chunked`) in the
+    // bytes. Forwarded, the app would take gzip bytes for the body: 501, as nginx answers.
+    if (te !== undefined && !CHUNKED_ONLY.test(te))
+      throw new TransferCodingError(JSON.stringify(te));
     const given = opts.body;
     if (given !== undefined && given !== null) {
       if (typeof given === 'string' || Buffer.isBuffer(given)) {

@@ -1,0 +1,154 @@
+/**
+ * HTTP rules at the edges of the corpus, through both adapters to a Node SCGI server whose
+ * every byte the test controls:
+ * - a request Transfer-Encoding other than chunked alone is a 501 (RFC 9112 §6.1), never
+ *   forwarded with its coding left in the body;
+ * - an invalid Host is a 400 (RFC 9112 §3.2), valid ones pass, the empty one too;
+ * - an empty Cookie line adds no "; " to HTTP_COOKIE;
+ * - a 204 carries no Content-Length (RFC 9110 §8.6) and a 205 no content (§15.3.6).
+ */
+import type { AddressInfo, Server as NetServer } from 'node:net';
+import { createScgiServer } from 'scgi-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Front, type FrontKind, startFront } from './helpers/fronts.js';
+import { headerValue, type RawResponse, rawRequest } from './helpers/http.js';
+
+let backend: NetServer;
+let upstream: string;
+let served = 0;
+
+beforeAll(async () => {
+  backend = createScgiServer((req, res) => {
+    served++;
+    const path = req.env.PATH_INFO;
+    if (path === '/204' || path === '/205') {
+      // Raw bytes: a backend that breaks the rule the front must fix.
+      const reason = path === '/204' ? 'No Content' : 'Reset Content';
+      req.socket.end(
+        `Status: ${path.slice(1)} ${reason}\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello`,
+      );
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = JSON.stringify({ env: req.env, body: Buffer.concat(chunks).toString('latin1') });
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
+  upstream = `127.0.0.1:${(backend.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise<void>((r) => backend.close(() => r())));
+
+describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
+  let front: Front;
+  beforeAll(async () => {
+    front = await startFront(
+      kind,
+      upstream,
+      '/app',
+      kind === 'fastify' ? {} : { respondOnError: true },
+    );
+  });
+  afterAll(() => front.close());
+
+  const send = (lines: string[], body = ''): Promise<RawResponse> =>
+    rawRequest(
+      front.url,
+      Buffer.from(`${lines.join('\r\n')}\r\nConnection: close\r\n\r\n${body}`, 'latin1'),
+    );
+  const codeOf = (res: RawResponse) => JSON.parse(res.body.toString()).code as string;
+  const envOf = (res: RawResponse) => JSON.parse(res.body.toString()).env as Record<string, string>;
+
+  describe('request Transfer-Encoding', () => {
+    it.each([
+      ['gzip, chunked', ['Transfer-Encoding: gzip, chunked']],
+      ['deflate, chunked', ['Transfer-Encoding: deflate, chunked']],
+      [
+        'gzip, then chunked on its own line',
+        ['Transfer-Encoding: gzip', 'Transfer-Encoding: chunked'],
+      ],
+    ])('%s: 501 SCGI_ERR_TRANSFER_CODING, nothing reaches the backend', async (_, te) => {
+      const before = served;
+      const res = await send(['POST /app/env HTTP/1.1', 'Host: x', ...te], '3\r\nabc\r\n0\r\n\r\n');
+      expect(res.statusCode).toBe(501);
+      expect(codeOf(res)).toBe('SCGI_ERR_TRANSFER_CODING');
+      expect(served).toBe(before);
+    });
+
+    it('chunked alone (any case) is forwarded with its decoded length', async () => {
+      const res = await send(
+        ['POST /app/env HTTP/1.1', 'Host: x', 'Transfer-Encoding: Chunked'],
+        '3\r\nabc\r\n0\r\n\r\n',
+      );
+      expect(res.statusCode).toBe(200);
+      expect(envOf(res).CONTENT_LENGTH).toBe('3');
+      expect(JSON.parse(res.body.toString()).body).toBe('abc');
+    });
+  });
+
+  describe('Host', () => {
+    it.each([
+      'a b/c',
+      'user@evil.example',
+      ':8080',
+      'x/y',
+      'a\\b',
+      'host:80a',
+    ])('Host %j: 400 SCGI_ERR_BAD_REQUEST_HEADER, nothing reaches the backend', async (host) => {
+      const before = served;
+      const res = await send(['GET /app/env HTTP/1.1', `Host: ${host}`]);
+      expect(res.statusCode).toBe(400);
+      expect(codeOf(res)).toBe('SCGI_ERR_BAD_REQUEST_HEADER');
+      expect(served).toBe(before);
+    });
+
+    it.each([
+      ['example.com:8080', 'example.com'],
+      ['[::1]:3000', '[::1]'],
+      ['127.0.0.1', '127.0.0.1'],
+      ["xn--bcher-kva.example!$&'()*+,;=~_", "xn--bcher-kva.example!$&'()*+,;=~_"],
+      ['host:', 'host'],
+    ])('Host %j is forwarded (SERVER_NAME %j)', async (host, serverName) => {
+      const res = await send(['GET /app/env HTTP/1.1', `Host: ${host}`]);
+      expect(res.statusCode).toBe(200);
+      expect(envOf(res).HTTP_HOST).toBe(host);
+      expect(envOf(res).SERVER_NAME).toBe(serverName);
+    });
+
+    it('an empty Host is forwarded as an empty HTTP_HOST', async () => {
+      const res = await send(['GET /app/env HTTP/1.1', 'Host: ']);
+      expect(res.statusCode).toBe(200);
+      expect(envOf(res).HTTP_HOST).toBe('');
+    });
+  });
+
+  it('an empty Cookie line adds nothing to HTTP_COOKIE', async () => {
+    const res = await send([
+      'GET /app/env HTTP/1.1',
+      'Host: x',
+      'Cookie: ',
+      'Cookie: a=1',
+      'Cookie: ',
+      'Cookie: b=2',
+    ]);
+    expect(envOf(res).HTTP_COOKIE).toBe('a=1; b=2');
+  });
+
+  it('a 204 loses the Content-Length the backend sent', async () => {
+    const res = await send(['GET /app/204 HTTP/1.1', 'Host: x']);
+    expect(res.statusCode).toBe(204);
+    expect(headerValue(res, 'content-length')).toBeUndefined();
+    expect(res.body.length).toBe(0);
+  });
+
+  it('a 205 goes out with Content-Length 0 and without the body the backend sent', async () => {
+    const res = await send(['GET /app/205 HTTP/1.1', 'Host: x']);
+    expect(res.statusCode).toBe(205);
+    expect(headerValue(res, 'content-length')).toBe('0');
+    expect(res.body.length).toBe(0);
+    expect(res.closedEarly).toBe(false);
+  });
+});
