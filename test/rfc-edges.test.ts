@@ -125,6 +125,31 @@ describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
     });
   });
 
+  describe('Content-Type the backend judges, not the front', () => {
+    it.each([
+      ['foo'],
+      [''],
+      ['/'],
+      ['text'],
+    ])('Content-Type %j with a body is forwarded as CONTENT_TYPE', async (type) => {
+      const res = await send(
+        ['POST /app/env HTTP/1.1', 'Host: x', `Content-Type: ${type}`, 'Content-Length: 2'],
+        'hi',
+      );
+      expect(res.statusCode).toBe(200);
+      expect(envOf(res).CONTENT_TYPE).toBe(type);
+      expect(JSON.parse(res.body.toString()).body).toBe('hi');
+    });
+
+    it('QUERY without a Content-Type is forwarded without one', async () => {
+      const res = await send(['QUERY /app/env HTTP/1.1', 'Host: x', 'Content-Length: 3'], 'a=1');
+      expect(res.statusCode).toBe(200);
+      expect(envOf(res).REQUEST_METHOD).toBe('QUERY');
+      expect(envOf(res).CONTENT_TYPE).toBe('');
+      expect(JSON.parse(res.body.toString()).body).toBe('a=1');
+    });
+  });
+
   it('an empty Cookie line adds nothing to HTTP_COOKIE', async () => {
     const res = await send([
       'GET /app/env HTTP/1.1',

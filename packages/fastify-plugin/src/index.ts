@@ -3,8 +3,8 @@
  * a route prefix. The engine is scgi-core; this file only maps it onto Fastify: routes, the raw
  * body passthrough, hooks, the error handler, logs and `onClose`.
  */
-import { METHODS } from 'node:http';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { type IncomingMessage, METHODS } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest, preParsingHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 import {
   type EnvPair,
@@ -84,6 +84,35 @@ declare module 'fastify' {
 const ADAPTER_KEYS = new Set(['prefix', 'routes', 'rewriteEnv', 'onResponse', 'onError']);
 const kOriginalUrl = Symbol('fastify-scgi.originalUrl');
 type RawWithUrl = { [kOriginalUrl]?: string; url?: string };
+
+const kContentType = Symbol('fastify-scgi.contentType');
+type RawWithContentType = IncomingMessage & { [kContentType]?: string | null };
+/** `type/subtype` as Fastify checks it before any route runs (lib/content-type.js). */
+const MEDIA_TYPE = /^\s*[\w!#$%&'*+.^`|~-]+\/[\w!#$%&'*+.^`|~-]+\s*(?:;|$)/;
+
+/**
+ * Fastify answers 415 to a Content-Type that is not `type/subtype` (`foo`, empty) and 400 to a
+ * QUERY without one, before the handler runs; behind a proxy mount that is the backend's call,
+ * as with nginx. Until the handler runs, such a request shows Fastify a neutral type (our '*'
+ * parser reads nothing); the CGI environment is built from `rawHeaders`, which keep the original.
+ */
+const passContentType: preParsingHookHandler = (request, _reply, payload, done) => {
+  const raw = request.raw as RawWithContentType;
+  const type = raw.headers['content-type'];
+  if (type === undefined ? raw.method === 'QUERY' : !MEDIA_TYPE.test(type)) {
+    raw[kContentType] = type ?? null;
+    raw.headers['content-type'] = 'application/octet-stream';
+  }
+  done(null, payload);
+};
+
+function restoreContentType(raw: RawWithContentType): void {
+  const type = raw[kContentType];
+  if (type === undefined) return;
+  if (type === null) delete raw.headers['content-type'];
+  else raw.headers['content-type'] = type;
+  raw[kContentType] = undefined;
+}
 
 function checkPrefix(prefix: unknown): string {
   if (prefix === undefined || prefix === '' || prefix === '/') return '';
@@ -256,9 +285,16 @@ async function fastifyScgiPlugin(
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_req, _payload, done) => done(null));
     const handler = (request: FastifyRequest, reply: FastifyReply): void => {
+      restoreContentType(request.raw as RawWithContentType);
       sendScgi(reply, request.routeOptions.config as RouteConfig);
     };
-    const routeOptions = { method: methods, config, handler, exposeHeadRoute: false };
+    const routeOptions = {
+      method: methods,
+      config,
+      handler,
+      preParsing: passContentType,
+      exposeHeadRoute: false,
+    };
     scope.route({ ...routeOptions, url: prefix === '' ? '/' : prefix });
     scope.route({ ...routeOptions, url: `${prefix}/*` });
   });
