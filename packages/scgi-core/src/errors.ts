@@ -25,11 +25,12 @@ export class ScgiError extends Error {
 
 /**
  * Headers that go with an error response, whatever the framework: `Retry-After` for the pool's
- * 503s, and `Connection: close` for a 413, whose unread body would otherwise hold the connection.
+ * 503s, and `Connection: close` for a 413 or a 408, whose unread body would otherwise hold the
+ * connection.
  */
 export function errorResponseHeaders(err: ScgiError): Record<string, string> {
   const headers: Record<string, string> = {};
-  if (err.statusCode === 413) headers.connection = 'close';
+  if (err.statusCode === 413 || err.statusCode === 408) headers.connection = 'close';
   if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter);
   return headers;
 }
@@ -138,6 +139,11 @@ export const TransferCodingError = define(
   'SCGI_ERR_TRANSFER_CODING',
   501,
   'Transfer-Encoding %s is not supported: only chunked is',
+);
+export const RequestTimeoutError = define(
+  'SCGI_ERR_REQUEST_TIMEOUT',
+  408,
+  'The client sent no request body bytes for %s ms',
 );
 export const RequestAbortedError = define(
   'SCGI_ERR_REQUEST_ABORTED',

@@ -20,6 +20,7 @@ import {
   HeadersTimeoutError,
   IdleTimeoutError,
   RequestAbortedError,
+  RequestTimeoutError,
   ResponseHeaderError,
   type ScgiError,
   UpstreamBodyError,
@@ -199,7 +200,11 @@ export class Exchange implements SocketUser {
     }
   }
 
+  /** The client's body while it is being sent (not a spooled one). */
+  #clientBody: Readable | null = null;
+
   #pump(source: Readable, length: number, fromClient: boolean): void {
+    if (fromClient) this.#clientBody = source;
     this.#detachSource = pumpBody(this.#socket!, source, length, fromClient, {
       fail: (err) => this.#failAny(err),
       sent: () => this.#sent(),
@@ -210,6 +215,7 @@ export class Exchange implements SocketUser {
 
   /** The whole request is written: the response head timer starts now (as undici's headersTimeout). */
   #sent(): void {
+    this.#clientBody = null;
     if (this.#state === State.AwaitHead && this.#opts.headersTimeout > 0) {
       this.#headersTimer = setTimeout(Exchange.#onHeadersTimeout, this.#opts.headersTimeout, this);
     }
@@ -227,6 +233,19 @@ export class Exchange implements SocketUser {
     // A client that does not read makes us pause the socket: that is not the backend's fault.
     if (this.#state === State.Body && this.#socket?.isPaused()) {
       this.#socket.setTimeout(this.#opts.idleTimeout);
+      return;
+    }
+    // Nor is a client that stops sending its body: the pump waits for it (not paused for the
+    // backend's sake, and all it got is written out). 408, as nginx's client_body_timeout, and
+    // no failure charged to the backend.
+    const upload = this.#clientBody;
+    if (
+      upload !== null &&
+      !upload.isPaused() &&
+      !upload.readableEnded &&
+      this.#socket?.writableLength === 0
+    ) {
+      this.#failAny(new RequestTimeoutError(this.#opts.idleTimeout));
       return;
     }
     this.#failAny(new IdleTimeoutError(this.#opts.idleTimeout));
@@ -535,6 +554,7 @@ export class Exchange implements SocketUser {
       this.#detachSource();
       this.#detachSource = null;
     }
+    this.#clientBody = null;
     this.#spare = null;
     this.#spareRes = null;
     const socket = this.#socket;
