@@ -49,9 +49,17 @@ export class Backend {
   /** Failure times inside the current window. */
   fails: number[] = [];
   downUntil = 0;
+  /**
+   * Times this backend was marked down. A success revives it only if its request started after
+   * the latest mark-down (nginx: `accessed < checked`), so a request already in flight then
+   * cannot bring it back inside its window.
+   */
+  downs = 0;
   trialInFlight = false;
   /** The trial slot was handed to an exchange (see UpstreamPool.takeTrial). */
   trialClaimed = false;
+  /** `downs` when the trial in flight was taken. */
+  trialDowns = 0;
   /** Set by active health checks. */
   healthy = true;
 
@@ -232,6 +240,7 @@ export class UpstreamPool {
   takeTrial(b: Backend): boolean {
     if (!b.trialInFlight || b.trialClaimed) return false;
     b.trialClaimed = true;
+    b.trialDowns = b.downs;
     return true;
   }
 
@@ -253,7 +262,9 @@ export class UpstreamPool {
         b.latencyEwma =
           b.latencyEwma === null ? outcome.headMs : b.latencyEwma * 0.8 + outcome.headMs * 0.2;
       }
-      if (wasTrial || b.downUntil !== 0) {
+      // Every request picked after a mark-down is the trial; any other one on a down backend was
+      // picked before it went down, and its success says nothing about the backend now.
+      if (wasTrial && b.trialDowns === b.downs) {
         b.downUntil = 0;
         b.fails = [];
         b.trialInFlight = false;
@@ -275,9 +286,14 @@ export class UpstreamPool {
     b.fails.push(now);
     if (wasTrial || b.fails.length >= maxFails) {
       b.downUntil = now + failTimeout;
+      b.downs++;
       b.fails = [];
-      b.trialInFlight = false;
-      b.trialClaimed = false;
+      // A trial still running keeps its slot (only its own outcome ends it, and it no longer
+      // counts): freeing it would let a second trial start and the first one's release end it.
+      if (!b.trialClaimed) {
+        b.trialInFlight = false;
+        b.trialClaimed = false;
+      }
       this.#scheduleWake();
     }
   }

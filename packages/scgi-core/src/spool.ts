@@ -2,8 +2,8 @@
  * Request body spooling. SCGI needs CONTENT_LENGTH in the head, before the first body byte,
  * so a body of unknown length (chunked HTTP/1.1, HTTP/2 without content-length) is read in
  * full first, as nginx does with request buffering: in memory up to a limit, then in a
- * private (0600) temp file that is always removed. The spooled body can be replayed, which
- * makes a retry on another backend safe.
+ * private (0600) temp file, removed on dispose and when the process ends (see the hooks below).
+ * The spooled body can be replayed, which makes a retry on another backend safe.
  */
 import { randomUUID } from 'node:crypto';
 import { createReadStream, unlinkSync } from 'node:fs';
@@ -21,23 +21,74 @@ export interface SpoolOptions {
   readonly tmpDir: string;
 }
 
-// Temp files alive in this process; removed synchronously at exit, whatever happens to the request.
+// Temp files alive in this process. Besides dispose(), they are removed synchronously when the
+// process ends in a way Node can observe: 'exit' (also after an uncaught exception) and a signal
+// whose default action ends it, which runs no 'exit'. The hooks are there only while files are,
+// so an idle process carries no listener of ours.
 const liveFiles = new Set<string>();
-let exitHookInstalled = false;
-function track(file: string): void {
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const f of liveFiles) {
-        try {
-          unlinkSync(f);
-        } catch {
-          // already gone
-        }
-      }
-    });
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+const signalHandlers = new Map<NodeJS.Signals, () => void>(
+  SIGNALS.map((sig) => [sig, () => onSignal(sig)]),
+);
+let hooked = false;
+
+function removeAllNow(): void {
+  for (const f of liveFiles) {
+    try {
+      unlinkSync(f);
+    } catch {
+      // already gone
+    }
   }
+  liveFiles.clear();
+  unhook();
+}
+
+/**
+ * As spawn.ts does for its workers: when nobody else listens, the signal would have ended the
+ * process, so we remove the files, take our handler away and re-raise it to keep Node's default.
+ * When the app listens too, the signal is its to handle (a graceful close disposes the bodies;
+ * removing them now would pull them from under live requests) and 'exit' still removes what is
+ * left. Prepended, so the count is taken before an app's `once` listener removes itself.
+ */
+function onSignal(sig: NodeJS.Signals): void {
+  const handler = signalHandlers.get(sig)!;
+  if (process.listenerCount(sig) > 1) {
+    // Out of the way for the rest of this emit: spawn.ts's handler acts only when it is alone,
+    // and two hooks deferring to each other would leave the process ignoring the signal. When
+    // that handler re-raises, the process dies with our files left (it would have to leave
+    // scgi-core's own listeners out of its count). Back before any other signal can arrive.
+    process.removeListener(sig, handler);
+    process.nextTick(() => {
+      if (hooked && !process.listeners(sig).includes(handler))
+        process.prependListener(sig, handler);
+    });
+    return;
+  }
+  removeAllNow();
+  process.kill(process.pid, sig);
+}
+
+function hook(): void {
+  hooked = true;
+  process.on('exit', removeAllNow);
+  for (const [sig, handler] of signalHandlers) process.prependListener(sig, handler);
+}
+
+function unhook(): void {
+  if (!hooked) return;
+  hooked = false;
+  process.removeListener('exit', removeAllNow);
+  for (const [sig, handler] of signalHandlers) process.removeListener(sig, handler);
+}
+
+function track(file: string): void {
+  if (liveFiles.size === 0) hook();
   liveFiles.add(file);
+}
+
+function untrack(file: string): void {
+  if (liveFiles.delete(file) && liveFiles.size === 0) unhook();
 }
 
 /** Number of spool files this process holds right now (for leak checks in tests). */
@@ -71,8 +122,8 @@ export class SpooledBody {
     const file = this.file;
     if (file !== null) {
       unlink(file).then(
-        () => liveFiles.delete(file),
-        () => liveFiles.delete(file),
+        () => untrack(file),
+        () => untrack(file),
       );
     }
   }
@@ -117,7 +168,7 @@ export function spoolBody(
         .then(() => (f === null ? undefined : unlink(f)))
         .catch(() => {})
         .then(() => {
-          if (f !== null) liveFiles.delete(f);
+          if (f !== null) untrack(f);
           reject(err);
         });
     };

@@ -99,3 +99,68 @@ describe('UpstreamPool: one trial at a time', () => {
     p.close();
   });
 });
+
+describe('UpstreamPool: only a request picked after the mark-down may bring a backend back', () => {
+  const twoBackends = (maxFails: number, failTimeout: number) => {
+    const backends = [1, 2].map((n) => new Backend(parseAddress(`127.0.0.1:${9200 + n}`), 1, 0));
+    const p = new UpstreamPool(backends, {
+      balance: 'round-robin',
+      maxQueue: 10,
+      queueTimeout: 1000,
+      maxFails,
+      failTimeout,
+    });
+    return { p, a: backends[0]!, onlyA: new Set<Backend>([backends[1]!]) };
+  };
+
+  it('regression: a request in flight when the backend went down does not revive it by succeeding', async () => {
+    const { p, a, onlyA } = twoBackends(2, 150);
+    const old = p.acquire(undefined, onlyA);
+    expect(old).toBe(a);
+    expect(p.takeTrial(a)).toBe(false);
+    // Two newer requests fail: a goes down while the old one is still running.
+    for (const _ of [1, 2]) expect(p.acquire(undefined, onlyA)).toBe(a);
+    p.release(a, FAIL);
+    p.release(a, FAIL);
+    expect(p.stats().backends[0]!.state).toBe('down');
+    p.release(a, OK);
+    expect(p.stats().backends[0]!).toMatchObject({ state: 'down', served: 1, active: 0 });
+    expect(() => p.acquire(undefined, onlyA)).toThrow(
+      expect.objectContaining({ code: 'SCGI_ERR_NO_BACKEND' }),
+    );
+    // The window ends; the trial's success is what brings a back.
+    await delay(170);
+    expect(p.acquire(undefined, onlyA)).toBe(a);
+    expect(p.takeTrial(a)).toBe(true);
+    p.release(a, OK, true);
+    expect(p.stats().backends[0]!.state).toBe('up');
+    p.close();
+  });
+
+  it('regression: a trial that outlives a new mark-down keeps its slot and its success does not count', async () => {
+    const { p, a, onlyA } = twoBackends(1, 100);
+    expect(p.acquire(undefined, onlyA)).toBe(a); // old: picked while a is up
+    expect(p.acquire(undefined, onlyA)).toBe(a);
+    p.release(a, FAIL); // a goes down
+    await delay(120);
+    expect(p.acquire(undefined, onlyA)).toBe(a);
+    expect(p.takeTrial(a)).toBe(true);
+    // The old request fails meanwhile: a goes down again, after the trial started.
+    p.release(a, FAIL);
+    expect(p.stats().backends[0]!.state).toBe('down');
+    await delay(120);
+    // The new window is over but the first trial still runs: no second one.
+    expect(p.stats().backends[0]!.state).toBe('probing');
+    expect(() => p.acquire(undefined, onlyA)).toThrow(
+      expect.objectContaining({ code: 'SCGI_ERR_NO_BACKEND' }),
+    );
+    // It succeeds, but it was picked before the latest mark-down: a takes a new trial.
+    p.release(a, OK, true);
+    expect(p.stats().backends[0]!.state).toBe('probing');
+    expect(p.acquire(undefined, onlyA)).toBe(a);
+    expect(p.takeTrial(a)).toBe(true);
+    p.release(a, OK, true);
+    expect(p.stats().backends[0]!.state).toBe('up');
+    p.close();
+  });
+});

@@ -96,3 +96,20 @@ describe('spoolBody', () => {
     expect(liveSpoolFiles()).toBe(0);
   });
 });
+
+describe('spool process hooks', () => {
+  it('listens for exit and the fatal signals only while a temp file is alive', async () => {
+    const events = ['exit', 'SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+    const counts = () => events.map((e) => process.listenerCount(e));
+    const idle = counts();
+    const spool = await spoolBody(Readable.from(chunks(4, 100)), {
+      memoryLimit: 10,
+      maxBodySize: 1e6,
+      tmpDir: dir,
+    });
+    expect(counts()).toEqual(idle.map((n) => n + 1));
+    spool.dispose();
+    await waitFor(() => liveSpoolFiles() === 0);
+    expect(counts()).toEqual(idle);
+  });
+});
