@@ -86,6 +86,8 @@ const kOriginalUrl = Symbol('fastify-scgi.originalUrl');
 type RawWithUrl = { [kOriginalUrl]?: string; url?: string };
 
 const kContentType = Symbol('fastify-scgi.contentType');
+/** Fastify's methods without a body (its `bodyless` set): no Content-Type check for them. */
+const BODYLESS = new Set(['GET', 'HEAD', 'TRACE']);
 type RawWithContentType = IncomingMessage & { [kContentType]?: string | null };
 /** `type/subtype` as Fastify checks it before any route runs (lib/content-type.js). */
 const MEDIA_TYPE = /^\s*[\w!#$%&'*+.^`|~-]+\/[\w!#$%&'*+.^`|~-]+\s*(?:;|$)/;
@@ -288,15 +290,21 @@ async function fastifyScgiPlugin(
       restoreContentType(request.raw as RawWithContentType);
       sendScgi(reply, request.routeOptions.config as RouteConfig);
     };
-    const routeOptions = {
-      method: methods,
-      config,
-      handler,
-      preParsing: passContentType,
-      exposeHeadRoute: false,
-    };
-    scope.route({ ...routeOptions, url: prefix === '' ? '/' : prefix });
-    scope.route({ ...routeOptions, url: `${prefix}/*` });
+    // Fastify checks the Content-Type of methods that take a body only: GET, HEAD and TRACE
+    // skip the hook (and its cost on every request).
+    const bodyless = methods.filter((m) => BODYLESS.has(m));
+    const bodied = methods.filter((m) => !BODYLESS.has(m));
+    for (const url of [prefix === '' ? '/' : prefix, `${prefix}/*`]) {
+      scope.route({ method: bodyless, url, config, handler, exposeHeadRoute: false });
+      scope.route({
+        method: bodied,
+        url,
+        config,
+        handler,
+        preParsing: passContentType,
+        exposeHeadRoute: false,
+      });
+    }
   });
 }
 
