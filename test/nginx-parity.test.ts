@@ -73,7 +73,7 @@ const ENV_CASES: Case[] = [
   {
     name: 'absolute-form request-target',
     raw: head('GET http://other.example/app/env?z=1 HTTP/1.1\nHost: {host}'),
-    differences: [],
+    differences: ['absolute-form-host'],
   },
   {
     name: 'HTTP/1.0',
@@ -269,6 +269,9 @@ const HOP_BY_HOP = [
   'UPGRADE',
 ].map((n) => `HTTP_${n}`);
 
+/** The host of the absolute-form case: our HTTP_HOST there (rule `absolute-form-host`). */
+const ABSOLUTE_FORM_HOST = 'other.example';
+
 /** Differences every /env request shows. */
 const ALWAYS = ['DOCUMENT_ROOT', 'GATEWAY_INTERFACE', 'SERVER_ADDR', 'SERVER_NAME'];
 
@@ -295,7 +298,16 @@ const ENV_RULES: Intentional[] = [
       name === 'SERVER_NAME' &&
       nginx === 'localhost' &&
       ours !== undefined &&
-      seen.ours.HTTP_HOST === `${ours}:<port>`,
+      (seen.ours.HTTP_HOST === `${ours}:<port>` || seen.ours.HTTP_HOST === ours),
+  },
+  {
+    key: 'absolute-form-host',
+    // RFC 9112 §3.2.2: the target's authority, not the Host header, names the host.
+    explains: (name, nginx, ours, seen) => {
+      const authority = /^[a-z]+:\/\/([^/?#]*)/i.exec(seen.path)?.[1];
+      if (authority === undefined || ours !== authority) return false;
+      return name === 'HTTP_HOST' && nginx === '127.0.0.1:<port>';
+    },
   },
   {
     key: 'merge-slashes',
@@ -420,7 +432,7 @@ function normaliseEnv(env: Env, port: number): Env {
   expect(out.SERVER_PORT).toBe(String(port));
   out.REMOTE_PORT = '<port>';
   out.SERVER_PORT = '<port>';
-  if (out.HTTP_HOST !== undefined) {
+  if (out.HTTP_HOST !== undefined && out.HTTP_HOST !== ABSOLUTE_FORM_HOST) {
     expect(out.HTTP_HOST).toBe(`127.0.0.1:${port}`);
     out.HTTP_HOST = '127.0.0.1:<port>';
   }

@@ -150,6 +150,34 @@ describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
     });
   });
 
+  describe('absolute-form request-target (RFC 9112 §3.2.2: its authority, not Host)', () => {
+    it('HTTP_HOST and SERVER_NAME come from the target', async () => {
+      const res = await send(['GET http://other.example:8080/app/env?q=1 HTTP/1.1', 'Host: x']);
+      expect(res.statusCode).toBe(200);
+      const env = envOf(res);
+      expect(env.HTTP_HOST).toBe('other.example:8080');
+      expect(env.SERVER_NAME).toBe('other.example');
+      expect(env.REQUEST_URI).toBe('/app/env?q=1');
+      expect(env.PATH_INFO).toBe('/env');
+    });
+
+    it('an authority with userinfo is a 400, nothing reaches the backend', async () => {
+      const before = served;
+      const res = await send(['GET http://user@evil.example/app/env HTTP/1.1', 'Host: x']);
+      expect(res.statusCode).toBe(400);
+      expect(codeOf(res)).toBe('SCGI_ERR_BAD_PATH');
+      expect(served).toBe(before);
+    });
+
+    it('a path that is not UTF-8 once decoded is forwarded as bytes', async () => {
+      const res = await send(['GET http://other.example/app/%E9?x HTTP/1.1', 'Host: x']);
+      expect(res.statusCode).toBe(200);
+      // The Node SCGI server decodes variables as latin1: the byte E9 is U+00E9.
+      expect(envOf(res).PATH_INFO).toBe('/\u00e9');
+      expect(envOf(res).REQUEST_URI).toBe('/app/%E9?x');
+    });
+  });
+
   it('an empty Cookie line adds nothing to HTTP_COOKIE', async () => {
     const res = await send([
       'GET /app/env HTTP/1.1',

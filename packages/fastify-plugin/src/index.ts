@@ -137,6 +137,12 @@ function checkHook(name: string, value: unknown): void {
 }
 
 /** True when find-my-way would refuse the path (invalid UTF-8 after percent-decoding). */
+/** Where the path of an absolute-form target (`scheme://authority/path`) starts, else -1. */
+function pathStart(url: string): number {
+  const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/.exec(url);
+  return m === null || url.charCodeAt(m[0].length) !== 0x2f ? -1 : m[0].length;
+}
+
 function badlyEncoded(url: string): boolean {
   if (!url.includes('%')) return false;
   const q = url.indexOf('?');
@@ -269,12 +275,14 @@ async function fastifyScgiPlugin(
   const server = fastify.server;
   const onRawRequest = (req: RawWithUrl) => {
     const url = req.url;
-    if (url !== undefined && badlyEncoded(url) && (mount === '' || url.startsWith(`${mount}/`))) {
-      req[kOriginalUrl] = url;
-      const q = url.indexOf('?');
-      const path = q === -1 ? url : url.slice(0, q);
-      req.url = path.replaceAll('%', '%25') + (q === -1 ? '' : url.slice(q));
-    }
+    if (url === undefined || !badlyEncoded(url)) return;
+    // An absolute-form target (`http://host/app/%E9`) routes by its path too.
+    const start = url.charCodeAt(0) === 0x2f ? 0 : pathStart(url);
+    if (start === -1 || !(mount === '' || url.startsWith(`${mount}/`, start))) return;
+    req[kOriginalUrl] = url;
+    const q = url.indexOf('?', start);
+    const path = q === -1 ? url.slice(start) : url.slice(start, q);
+    req.url = path.replaceAll('%', '%25') + (q === -1 ? '' : url.slice(q));
   };
   server.prependListener('request', onRawRequest);
   fastify.addHook('onClose', async () => {

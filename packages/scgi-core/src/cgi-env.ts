@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import proxyAddr from 'proxy-addr';
-import { collectHeaders, hasCtl } from './cgi-headers.js';
+import { collectHeaders, hasCtl, isValidHost } from './cgi-headers.js';
 import { BadPathError, InvalidOptionError } from './errors.js';
 import {
   decodeRequestPath,
@@ -284,6 +284,16 @@ export function buildCgiEnv(
   const documentUri = decodeRequestPath(target.path);
   const pathInfo = splitScriptName(documentUri, prefix.bytes);
   const h = collectHeaders(req.rawHeaders);
+  let host = h.host;
+  if (target.authority !== undefined) {
+    // RFC 9112 §3.2.2: with an absolute-form target the server uses its authority and ignores
+    // Host, so the app sees the host the request was sent to (HTTP_HOST, SERVER_NAME).
+    host = target.authority;
+    if (!isValidHost(host)) throw new BadPathError('the request-target authority is not a host');
+    const at = h.headers.findIndex((pair) => pair[0] === 'HTTP_HOST');
+    if (at === -1) h.headers.unshift(['HTTP_HOST', host]);
+    else h.headers[at]![1] = host;
+  }
 
   const socket = req.socket as Partial<TLSSocket> | null | undefined;
   const peer = socket?.remoteAddress;
@@ -319,7 +329,7 @@ export function buildCgiEnv(
     ['REMOTE_ADDR', plainAddress(remoteAddr)],
     ['REMOTE_PORT', socket?.remotePort === undefined ? '' : String(socket.remotePort)],
     ['SERVER_ADDR', localAddr],
-    ['SERVER_NAME', resolved.serverName ?? hostName(h.host) ?? bracketed(localAddr)],
+    ['SERVER_NAME', resolved.serverName ?? hostName(host) ?? bracketed(localAddr)],
     [
       'SERVER_PORT',
       resolved.serverPort ?? (localPort === undefined ? (https ? '443' : '80') : String(localPort)),

@@ -96,6 +96,9 @@ export interface CollectedHeaders {
  */
 const HOST = /^(?:\[[0-9A-Za-z:._~!$&'()*+,;=-]+\]|[0-9A-Za-z._~!$&'()*+,;=%-]+)(?::[0-9]*)?$|^$/;
 
+/** A Host value (or the authority of an absolute-form target) as RFC 9110 §7.2 allows it. */
+export const isValidHost = (value: string): boolean => HOST.test(value);
+
 /** Node's parsers refuse these, but `rawHeaders` can be written by other code: check anyway. */
 function checkValue(name: string, value: string): void {
   if (hasCtl(value)) throw new BadRequestHeaderError(name);

@@ -31,6 +31,8 @@ export interface RequestTarget {
   readonly path: string;
   /** QUERY_STRING: raw text after the first `?`, "" when there is none. */
   readonly query: string;
+  /** The authority of an absolute-form target (`http://host:port/...`), as sent. */
+  readonly authority?: string;
 }
 
 /**
@@ -43,6 +45,7 @@ export interface RequestTarget {
 export function splitRequestTarget(target: string): RequestTarget {
   const hash = target.indexOf('#');
   let uri = hash === -1 ? target : target.slice(0, hash);
+  let authority: string | undefined;
   if (uri.charCodeAt(0) !== SLASH) {
     const authorityStart = schemeEnd(uri);
     if (authorityStart !== -1) {
@@ -52,13 +55,15 @@ export function splitRequestTarget(target: string): RequestTarget {
         if (c === SLASH || c === QUESTION) break;
         pathStart++;
       }
+      authority = uri.slice(authorityStart, pathStart);
       const rest = uri.slice(pathStart);
       uri = rest.charCodeAt(0) === SLASH ? rest : `/${rest}`;
     }
   }
   const q = uri.indexOf('?');
-  if (q === -1) return { uri, path: uri, query: '' };
-  return { uri, path: uri.slice(0, q), query: uri.slice(q + 1) };
+  const path = q === -1 ? uri : uri.slice(0, q);
+  const query = q === -1 ? '' : uri.slice(q + 1);
+  return authority === undefined ? { uri, path, query } : { uri, path, query, authority };
 }
 
 /** Index just past `scheme://` when `s` starts with one (RFC 3986 §3.1), else -1. */

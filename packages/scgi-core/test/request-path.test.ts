@@ -47,15 +47,17 @@ describe('splitRequestTarget', () => {
     ['/p?', '/p?', '/p', ''],
     ['/p?a?b', '/p?a?b', '/p', 'a?b'],
     ['/%2F?%20', '/%2F?%20', '/%2F', '%20'],
-    ['http://host.test/p?q=1', '/p?q=1', '/p', 'q=1'],
-    ['HTTPS://user@host.test:8443/a/b#f', '/a/b', '/a/b', ''],
-    ['http://host.test', '/', '/', ''],
-    ['http://host.test?x', '/?x', '/', 'x'],
+    ['http://host.test/p?q=1', '/p?q=1', '/p', 'q=1', 'host.test'],
+    ['HTTPS://user@host.test:8443/a/b#f', '/a/b', '/a/b', '', 'user@host.test:8443'],
+    ['http://host.test', '/', '/', '', 'host.test'],
+    ['http://host.test?x', '/?x', '/', 'x', 'host.test'],
     ['*', '*', '*', ''],
     ['host.test:443', 'host.test:443', 'host.test:443', ''],
     ['', '', '', ''],
-  ])('%j -> uri %j, path %j, query %j', (target, uri, path, query) => {
-    expect(splitRequestTarget(target)).toEqual({ uri, path, query });
+  ])('%j -> uri %j, path %j, query %j, authority %j', (target, uri, path, query, authority?) => {
+    const expected =
+      authority === undefined ? { uri, path, query } : { uri, path, query, authority };
+    expect(splitRequestTarget(target)).toEqual(expected);
   });
 });
 
