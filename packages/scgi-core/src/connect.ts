@@ -30,12 +30,17 @@ export interface ConnectOptions {
 /** Called once: with an error, or with a connected socket. */
 export type ConnectCallback = (err: ScgiError | null, socket: Socket | null) => void;
 
-/** A function that opens a socket to the address and calls back once it is connected. */
+/**
+ * A function that opens a socket to the address and calls back once it is connected. It may
+ * return a function that abandons the attempt (the client went away while connecting): the
+ * socket and timer are freed at once and the callback is not called.
+ */
 export type Connector = (
   address: UpstreamAddress,
   options: ConnectOptions,
   callback: ConnectCallback,
-) => void;
+  // biome-ignore lint/suspicious/noConfusingVoidType: a connector that returns nothing (typed void) stays a Connector
+) => void | (() => void);
 
 /** Receives the events of a socket bound to it (see `bindSocket`). @internal */
 export interface SocketUser {
@@ -186,10 +191,13 @@ function open(
   address: UpstreamAddress,
   options: ConnectOptions,
   callback: ConnectCallback,
-): void {
+): () => void {
   const socket = takeSocket(lending);
   let timer: NodeJS.Timeout | null = null;
+  let settled = false;
   const finish = (err: Error | null) => {
+    if (settled) return;
+    settled = true;
     socket[kPending] = null;
     if (timer !== null) clearTimeout(timer);
     if (err !== null) {
@@ -205,6 +213,13 @@ function open(
   }
   if (address.kind === 'unix') socket.connect(address.path);
   else socket.connect(address.port, address.host);
+  return () => {
+    if (settled) return;
+    settled = true;
+    socket[kPending] = null;
+    if (timer !== null) clearTimeout(timer);
+    socket.destroy();
+  };
 }
 
 /**

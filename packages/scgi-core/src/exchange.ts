@@ -151,19 +151,30 @@ export class Exchange implements SocketUser {
       return this.promise;
     }
     this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
-    this.#opts.connector(this.#address, { timeout: this.#opts.connectTimeout }, (err, socket) => {
-      if (this.#state === State.Done) {
-        socket?.destroy();
-        return;
-      }
-      if (err !== null || socket === null) {
-        this.#fail(err ?? new UpstreamResetError('no socket'));
-        return;
-      }
-      this.#connected(socket);
-    });
+    const cancel = this.#opts.connector(
+      this.#address,
+      { timeout: this.#opts.connectTimeout },
+      (err, socket) => {
+        this.#cancelConnect = null;
+        if (this.#state === State.Done) {
+          socket?.destroy();
+          return;
+        }
+        if (err !== null || socket === null) {
+          this.#fail(err ?? new UpstreamResetError('no socket'));
+          return;
+        }
+        this.#connected(socket);
+      },
+    );
+    // Unless it already called back (a connector may, synchronously).
+    if (typeof cancel === 'function' && this.#state === State.Connecting)
+      this.#cancelConnect = cancel;
     return this.promise;
   }
+
+  /** Abandons a connection attempt still under way (see `Connector`). */
+  #cancelConnect: (() => void) | null = null;
 
   #connected(socket: Socket): void {
     this.#timings.connect = performance.now() - this.#started;
@@ -550,6 +561,10 @@ export class Exchange implements SocketUser {
       this.#headersTimer = null;
     }
     this.#signal?.removeEventListener('abort', this.#onAbort);
+    if (this.#cancelConnect !== null) {
+      this.#cancelConnect();
+      this.#cancelConnect = null;
+    }
     if (this.#detachSource !== null) {
       this.#detachSource();
       this.#detachSource = null;
