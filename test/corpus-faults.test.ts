@@ -287,11 +287,12 @@ describe.each(BACKENDS)('corpus (faults) -> $name', (spec) => {
           MiB,
           '/app/status/201',
         );
-        // Over TCP, uWSGI closing with the upload unread sends a reset, which may reach us
-        // before its answer is read: the answer is lost (a 502, as with nginx). Over a Unix
-        // socket the answer stays readable. Either way the connection must serve the next one.
-        if (spec.socket === 'tcp') expect([413, 502]).toContain(got.first);
-        else expect(got.first).toBe(413);
+        // The backend closes with the upload unread while we still write it: our next write
+        // may fail (EPIPE, or a reset over TCP) before its answer is read, and Node then
+        // destroys the socket with the answer unread: a 502. Which comes first is a race
+        // (see pumpBody in request-body.ts). Either way the connection must serve
+        // the next request.
+        expect([413, 502]).toContain(got.first);
         expect(got.closes).toBe(false);
         expect(got.second).toBe(201);
       });
