@@ -21,6 +21,12 @@ beforeAll(async () => {
   backend = createScgiServer((req, res) => {
     served++;
     const path = req.env.PATH_INFO;
+    if (path === '/proto') {
+      req.socket.end(
+        'Status: 200 OK\r\nContent-Type: text/plain\r\n__proto__: a\r\n__proto__: b\r\nX-After: 1\r\nContent-Length: 2\r\n\r\nok',
+      );
+      return;
+    }
     if (path === '/204' || path === '/205') {
       // Raw bytes: a backend that breaks the rule the front must fix.
       const reason = path === '/204' ? 'No Content' : 'Reset Content';
@@ -188,6 +194,14 @@ describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
       'Cookie: b=2',
     ]);
     expect(envOf(res).HTTP_COOKIE).toBe('a=1; b=2');
+  });
+
+  it('a response header named __proto__ is passed on like any other (its lines joined)', async () => {
+    const res = await send(['GET /app/proto HTTP/1.1', 'Host: x']);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers.filter(([n]) => n === '__proto__').map(([, v]) => v)).toEqual(['a, b']);
+    expect(headerValue(res, 'x-after')).toBe('1');
+    expect(res.body.toString()).toBe('ok');
   });
 
   it('a 204 loses the Content-Length the backend sent', async () => {

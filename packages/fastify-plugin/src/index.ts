@@ -233,7 +233,7 @@ async function fastifyScgiPlugin(
           if (response.statusMessage !== '' && request.raw.httpVersionMajor === 1) {
             (reply.raw as { statusMessage: string }).statusMessage = response.statusMessage;
           }
-          reply.headers(response.headers);
+          setHeaders(reply, response.headers);
           // Also when onResponse sends something else itself.
           logWhenOver(request, response);
           if (onResponse === undefined) {
@@ -316,6 +316,22 @@ async function fastifyScgiPlugin(
   });
 }
 
+/**
+ * The backend's headers onto the reply. Fastify keeps a reply's headers in a plain object, where
+ * assigning a field named `__proto__` sets nothing (the field was dropped): that one goes
+ * straight to Node's response, whose header store has no prototype.
+ */
+function setHeaders(reply: FastifyReply, headers: ScgiResponse['headers']): void {
+  if (!Object.hasOwn(headers, '__proto__')) {
+    reply.headers(headers);
+    return;
+  }
+  for (const name of Object.keys(headers)) {
+    if (name === '__proto__') reply.raw.setHeader(name, headers[name]!);
+    else reply.header(name, headers[name]);
+  }
+}
+
 /** One log line per exchange, once it is over: only then are the timings complete. */
 function logWhenOver(request: FastifyRequest, response: ScgiResponse): void {
   const { upstream, statusCode, timings } = response;
@@ -344,6 +360,7 @@ function sendBody(reply: FastifyReply, response: ScgiResponse): void {
   response.body.once('error', () => {
     if (reply.raw.headersSent) return;
     for (const name in response.headers) reply.removeHeader(name);
+    reply.raw.removeHeader('__proto__'); // set there by setHeaders, if the backend sent it
   });
   reply.send(response.body);
 }
