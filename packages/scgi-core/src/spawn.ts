@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { InvalidOptionError, type ScgiError, SpawnError } from './errors.js';
+import { addExitCleanup } from './exit-hooks.js';
 import { intOption } from './option-checks.js';
 import type { Backend, UpstreamPool } from './pool.js';
 
@@ -138,22 +139,10 @@ function killAllNow(): void {
 function installExitHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
-  // 'exit' also runs after an uncaught exception. A signal's default action would end the
-  // process without 'exit', so when nobody else listens we kill the workers and then re-raise
-  // the signal with our handler gone, keeping Node's default behaviour. When the app listens
-  // too, the signal is its to handle (a graceful close, a log reopen on SIGHUP): the workers
-  // stay up for it, and 'exit' still kills what is left. Prepended, so the count is taken
-  // before a `once` listener of the app removes itself.
-  process.once('exit', killAllNow);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const handler = () => {
-      if (process.listenerCount(sig) > 1) return;
-      killAllNow();
-      process.removeListener(sig, handler);
-      process.kill(process.pid, sig);
-    };
-    process.prependListener(sig, handler);
-  }
+  // On 'exit' and on a signal that ends the process (see exit-hooks.ts). When the app listens
+  // to the signal too, the workers stay up for its graceful close, and 'exit' still kills what
+  // is left.
+  addExitCleanup(killAllNow);
 }
 
 /** A worker up this long is considered to have started fine. */

@@ -11,6 +11,7 @@ import { type FileHandle, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { BodyTooLargeError, RequestAbortedError, type ScgiError, SpoolError } from './errors.js';
+import { addExitCleanup, removeExitCleanup } from './exit-hooks.js';
 
 export interface SpoolOptions {
   /** Bytes kept in memory before the body moves to a temp file. */
@@ -22,15 +23,9 @@ export interface SpoolOptions {
 }
 
 // Temp files alive in this process. Besides dispose(), they are removed synchronously when the
-// process ends in a way Node can observe: 'exit' (also after an uncaught exception) and a signal
-// whose default action ends it, which runs no 'exit'. The hooks are there only while files are,
-// so an idle process carries no listener of ours.
+// process ends (exit-hooks.ts: 'exit', or a signal that ends it); the hook is registered only
+// while files are alive.
 const liveFiles = new Set<string>();
-const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-const signalHandlers = new Map<NodeJS.Signals, () => void>(
-  SIGNALS.map((sig) => [sig, () => onSignal(sig)]),
-);
-let hooked = false;
 
 function removeAllNow(): void {
   for (const f of liveFiles) {
@@ -41,54 +36,16 @@ function removeAllNow(): void {
     }
   }
   liveFiles.clear();
-  unhook();
-}
-
-/**
- * As spawn.ts does for its workers: when nobody else listens, the signal would have ended the
- * process, so we remove the files, take our handler away and re-raise it to keep Node's default.
- * When the app listens too, the signal is its to handle (a graceful close disposes the bodies;
- * removing them now would pull them from under live requests) and 'exit' still removes what is
- * left. Prepended, so the count is taken before an app's `once` listener removes itself.
- */
-function onSignal(sig: NodeJS.Signals): void {
-  const handler = signalHandlers.get(sig)!;
-  if (process.listenerCount(sig) > 1) {
-    // Out of the way for the rest of this emit: spawn.ts's handler acts only when it is alone,
-    // and two hooks deferring to each other would leave the process ignoring the signal. When
-    // that handler re-raises, the process dies with our files left (it would have to leave
-    // scgi-core's own listeners out of its count). Back before any other signal can arrive.
-    process.removeListener(sig, handler);
-    process.nextTick(() => {
-      if (hooked && !process.listeners(sig).includes(handler))
-        process.prependListener(sig, handler);
-    });
-    return;
-  }
-  removeAllNow();
-  process.kill(process.pid, sig);
-}
-
-function hook(): void {
-  hooked = true;
-  process.on('exit', removeAllNow);
-  for (const [sig, handler] of signalHandlers) process.prependListener(sig, handler);
-}
-
-function unhook(): void {
-  if (!hooked) return;
-  hooked = false;
-  process.removeListener('exit', removeAllNow);
-  for (const [sig, handler] of signalHandlers) process.removeListener(sig, handler);
+  removeExitCleanup(removeAllNow);
 }
 
 function track(file: string): void {
-  if (liveFiles.size === 0) hook();
+  if (liveFiles.size === 0) addExitCleanup(removeAllNow);
   liveFiles.add(file);
 }
 
 function untrack(file: string): void {
-  if (liveFiles.delete(file) && liveFiles.size === 0) unhook();
+  if (liveFiles.delete(file) && liveFiles.size === 0) removeExitCleanup(removeAllNow);
 }
 
 /** Number of spool files this process holds right now (for leak checks in tests). */
