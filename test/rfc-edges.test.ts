@@ -60,10 +60,14 @@ describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
   });
   afterAll(() => front.close());
 
-  const send = (lines: string[], body = ''): Promise<RawResponse> =>
+  /** The request lines, `Connection: close` unless `keepAlive`, then the body. */
+  const send = (lines: string[], body = '', keepAlive = false): Promise<RawResponse> =>
     rawRequest(
       front.url,
-      Buffer.from(`${lines.join('\r\n')}\r\nConnection: close\r\n\r\n${body}`, 'latin1'),
+      Buffer.from(
+        `${[...lines, ...(keepAlive ? [] : ['Connection: close'])].join('\r\n')}\r\n\r\n${body}`,
+        'latin1',
+      ),
     );
   const codeOf = (res: RawResponse) => JSON.parse(res.body.toString()).code as string;
   const envOf = (res: RawResponse) => JSON.parse(res.body.toString()).env as Record<string, string>;
@@ -92,6 +96,45 @@ describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
       expect(res.statusCode).toBe(200);
       expect(envOf(res).CONTENT_LENGTH).toBe('3');
       expect(JSON.parse(res.body.toString()).body).toBe('abc');
+    });
+  });
+
+  describe('request line version and framing', () => {
+    it.each([
+      'HTTP/2.0',
+      'HTTP/0.9',
+    ])('%s on an HTTP/1 connection: 505 SCGI_ERR_HTTP_VERSION, nothing reaches the backend', async (version) => {
+      const before = served;
+      const res = await send([`GET /app/env ${version}`, 'Host: x']);
+      expect(res.statusCode).toBe(505);
+      expect(codeOf(res)).toBe('SCGI_ERR_HTTP_VERSION');
+      expect(served).toBe(before);
+    });
+
+    it('HTTP/1.0 with Transfer-Encoding: 400 SCGI_ERR_BAD_FRAMING, and the connection closes', async () => {
+      const before = served;
+      // Keep-alive asked for: the close must come from the faulty framing.
+      const res = await send(
+        [
+          'POST /app/env HTTP/1.0',
+          'Host: x',
+          'Connection: keep-alive',
+          'Transfer-Encoding: chunked',
+        ],
+        '3\r\nabc\r\n0\r\n\r\n',
+        true,
+      );
+      expect(res.statusCode).toBe(400);
+      expect(codeOf(res)).toBe('SCGI_ERR_BAD_FRAMING');
+      expect(headerValue(res, 'connection')).toBe('close');
+      expect(served).toBe(before);
+    });
+
+    it('HTTP/1.0 with a Content-Length body is forwarded', async () => {
+      const res = await send(['POST /app/env HTTP/1.0', 'Host: x', 'Content-Length: 2'], 'hi');
+      expect(res.statusCode).toBe(200);
+      expect(envOf(res).SERVER_PROTOCOL).toBe('HTTP/1.0');
+      expect(JSON.parse(res.body.toString()).body).toBe('hi');
     });
   });
 

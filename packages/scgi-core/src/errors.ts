@@ -26,11 +26,13 @@ export class ScgiError extends Error {
 /**
  * Headers that go with an error response, whatever the framework: `Retry-After` for the pool's
  * 503s, and `Connection: close` for a 413 or a 408, whose unread body would otherwise hold the
- * connection.
+ * connection, and for faulty framing (RFC 9112 §6.1: close after the answer).
  */
 export function errorResponseHeaders(err: ScgiError): Record<string, string> {
   const headers: Record<string, string> = {};
-  if (err.statusCode === 413 || err.statusCode === 408) headers.connection = 'close';
+  if (err.statusCode === 413 || err.statusCode === 408 || err.code === 'SCGI_ERR_BAD_FRAMING') {
+    headers.connection = 'close';
+  }
   if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter);
   return headers;
 }
@@ -139,6 +141,16 @@ export const TransferCodingError = define(
   'SCGI_ERR_TRANSFER_CODING',
   501,
   'Transfer-Encoding %s is not supported: only chunked is',
+);
+export const BadFramingError = define(
+  'SCGI_ERR_BAD_FRAMING',
+  400,
+  'The request framing is faulty: %s',
+);
+export const HttpVersionError = define(
+  'SCGI_ERR_HTTP_VERSION',
+  505,
+  'HTTP version %s is not supported',
 );
 export const RequestTimeoutError = define(
   'SCGI_ERR_REQUEST_TIMEOUT',

@@ -10,8 +10,10 @@ import { buildCgiEnv } from './cgi-env.js';
 import { defaultConnector, lendingConnector } from './connect.js';
 import { channels } from './diagnostics.js';
 import {
+  BadFramingError,
   BodyTooLargeError,
   ClosingError,
+  HttpVersionError,
   RequestAbortedError,
   type ScgiError,
   TransferCodingError,
@@ -213,11 +215,22 @@ export class ScgiProxy {
     watch: ClientWatch,
   ): Promise<ExchangeBody> {
     const o = this.options;
+    // Node's HTTP/1 parser also takes `HTTP/2.0` and `HTTP/0.9` request lines; only HTTP/1.x,
+    // and HTTP/2 from Node's http2 module (it has a stream), are forwarded (505, as nginx).
+    const major = req.httpVersionMajor;
+    if (major !== 1 && !(major === 2 && (req as Http2ServerRequest).stream !== undefined)) {
+      throw new HttpVersionError(`HTTP/${req.httpVersion}`);
+    }
     const te = req.headers['transfer-encoding'];
-    // RFC 9112 §6.1: Node decodes chunked and leaves any other coding (`gzip, chunked`) in the
-    // bytes. Forwarded, the app would take gzip bytes for the body: 501, as nginx answers.
-    if (te !== undefined && !CHUNKED_ONLY.test(te))
-      throw new TransferCodingError(JSON.stringify(te));
+    if (te !== undefined) {
+      // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (400, and
+      // the connection closes after the answer). Node decodes chunked and leaves any other
+      // coding (`gzip, chunked`) in the bytes, which the app would take for the body: 501.
+      if (major === 1 && req.httpVersionMinor === 0) {
+        throw new BadFramingError('Transfer-Encoding in an HTTP/1.0 request');
+      }
+      if (!CHUNKED_ONLY.test(te)) throw new TransferCodingError(JSON.stringify(te));
+    }
     const given = opts.body;
     if (given !== undefined && given !== null) {
       if (typeof given === 'string' || Buffer.isBuffer(given)) {
