@@ -70,6 +70,21 @@ describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
       ),
     );
   const codeOf = (res: RawResponse) => JSON.parse(res.body.toString()).code as string;
+  /** Expects a 200 whose backend read `body`; gives the environment it saw. */
+  const forwarded = (res: RawResponse, body: string) => {
+    expect(res.statusCode).toBe(200);
+    expect(JSON.parse(res.body.toString()).body).toBe(body);
+    return envOf(res);
+  };
+  /** Sends, and expects the error `status` / `code` with nothing reaching the backend. */
+  const refused = async (request: () => Promise<RawResponse>, status: number, code: string) => {
+    const before = served;
+    const res = await request();
+    expect(res.statusCode).toBe(status);
+    expect(codeOf(res)).toBe(code);
+    expect(served).toBe(before);
+    return res;
+  };
   const envOf = (res: RawResponse) => JSON.parse(res.body.toString()).env as Record<string, string>;
 
   describe('request Transfer-Encoding', () => {
@@ -81,11 +96,11 @@ describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
         ['Transfer-Encoding: gzip', 'Transfer-Encoding: chunked'],
       ],
     ])('%s: 501 SCGI_ERR_TRANSFER_CODING, nothing reaches the backend', async (_, te) => {
-      const before = served;
-      const res = await send(['POST /app/env HTTP/1.1', 'Host: x', ...te], '3\r\nabc\r\n0\r\n\r\n');
-      expect(res.statusCode).toBe(501);
-      expect(codeOf(res)).toBe('SCGI_ERR_TRANSFER_CODING');
-      expect(served).toBe(before);
+      await refused(
+        () => send(['POST /app/env HTTP/1.1', 'Host: x', ...te], '3\r\nabc\r\n0\r\n\r\n'),
+        501,
+        'SCGI_ERR_TRANSFER_CODING',
+      );
     });
 
     it('chunked alone (any case) is forwarded with its decoded length', async () => {
@@ -93,9 +108,7 @@ describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
         ['POST /app/env HTTP/1.1', 'Host: x', 'Transfer-Encoding: Chunked'],
         '3\r\nabc\r\n0\r\n\r\n',
       );
-      expect(res.statusCode).toBe(200);
-      expect(envOf(res).CONTENT_LENGTH).toBe('3');
-      expect(JSON.parse(res.body.toString()).body).toBe('abc');
+      expect(forwarded(res, 'abc').CONTENT_LENGTH).toBe('3');
     });
   });
 
@@ -104,37 +117,27 @@ describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
       'HTTP/2.0',
       'HTTP/0.9',
     ])('%s on an HTTP/1 connection: 505 SCGI_ERR_HTTP_VERSION, nothing reaches the backend', async (version) => {
-      const before = served;
-      const res = await send([`GET /app/env ${version}`, 'Host: x']);
-      expect(res.statusCode).toBe(505);
-      expect(codeOf(res)).toBe('SCGI_ERR_HTTP_VERSION');
-      expect(served).toBe(before);
+      await refused(
+        () => send([`GET /app/env ${version}`, 'Host: x']),
+        505,
+        'SCGI_ERR_HTTP_VERSION',
+      );
     });
 
     it('HTTP/1.0 with Transfer-Encoding: 400 SCGI_ERR_BAD_FRAMING, and the connection closes', async () => {
-      const before = served;
       // Keep-alive asked for: the close must come from the faulty framing.
-      const res = await send(
-        [
-          'POST /app/env HTTP/1.0',
-          'Host: x',
-          'Connection: keep-alive',
-          'Transfer-Encoding: chunked',
-        ],
-        '3\r\nabc\r\n0\r\n\r\n',
-        true,
+      const lines = ['POST /app/env HTTP/1.0', 'Host: x', 'Connection: keep-alive'];
+      const res = await refused(
+        () => send([...lines, 'Transfer-Encoding: chunked'], '3\r\nabc\r\n0\r\n\r\n', true),
+        400,
+        'SCGI_ERR_BAD_FRAMING',
       );
-      expect(res.statusCode).toBe(400);
-      expect(codeOf(res)).toBe('SCGI_ERR_BAD_FRAMING');
       expect(headerValue(res, 'connection')).toBe('close');
-      expect(served).toBe(before);
     });
 
     it('HTTP/1.0 with a Content-Length body is forwarded', async () => {
       const res = await send(['POST /app/env HTTP/1.0', 'Host: x', 'Content-Length: 2'], 'hi');
-      expect(res.statusCode).toBe(200);
-      expect(envOf(res).SERVER_PROTOCOL).toBe('HTTP/1.0');
-      expect(JSON.parse(res.body.toString()).body).toBe('hi');
+      expect(forwarded(res, 'hi').SERVER_PROTOCOL).toBe('HTTP/1.0');
     });
   });
 
@@ -147,11 +150,11 @@ describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
       'a\\b',
       'host:80a',
     ])('Host %j: 400 SCGI_ERR_BAD_REQUEST_HEADER, nothing reaches the backend', async (host) => {
-      const before = served;
-      const res = await send(['GET /app/env HTTP/1.1', `Host: ${host}`]);
-      expect(res.statusCode).toBe(400);
-      expect(codeOf(res)).toBe('SCGI_ERR_BAD_REQUEST_HEADER');
-      expect(served).toBe(before);
+      await refused(
+        () => send(['GET /app/env HTTP/1.1', `Host: ${host}`]),
+        400,
+        'SCGI_ERR_BAD_REQUEST_HEADER',
+      );
     });
 
     it.each([
@@ -185,17 +188,14 @@ describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
         ['POST /app/env HTTP/1.1', 'Host: x', `Content-Type: ${type}`, 'Content-Length: 2'],
         'hi',
       );
-      expect(res.statusCode).toBe(200);
-      expect(envOf(res).CONTENT_TYPE).toBe(type);
-      expect(JSON.parse(res.body.toString()).body).toBe('hi');
+      expect(forwarded(res, 'hi').CONTENT_TYPE).toBe(type);
     });
 
     it('QUERY without a Content-Type is forwarded without one', async () => {
       const res = await send(['QUERY /app/env HTTP/1.1', 'Host: x', 'Content-Length: 3'], 'a=1');
-      expect(res.statusCode).toBe(200);
-      expect(envOf(res).REQUEST_METHOD).toBe('QUERY');
-      expect(envOf(res).CONTENT_TYPE).toBe('');
-      expect(JSON.parse(res.body.toString()).body).toBe('a=1');
+      const env = forwarded(res, 'a=1');
+      expect(env.REQUEST_METHOD).toBe('QUERY');
+      expect(env.CONTENT_TYPE).toBe('');
     });
   });
 
@@ -211,11 +211,11 @@ describe.each(['fastify', 'express'] as FrontKind[])('%s', (kind) => {
     });
 
     it('an authority with userinfo is a 400, nothing reaches the backend', async () => {
-      const before = served;
-      const res = await send(['GET http://user@evil.example/app/env HTTP/1.1', 'Host: x']);
-      expect(res.statusCode).toBe(400);
-      expect(codeOf(res)).toBe('SCGI_ERR_BAD_PATH');
-      expect(served).toBe(before);
+      await refused(
+        () => send(['GET http://user@evil.example/app/env HTTP/1.1', 'Host: x']),
+        400,
+        'SCGI_ERR_BAD_PATH',
+      );
     });
 
     it('a path that is not UTF-8 once decoded is forwarded as bytes', async () => {
