@@ -136,13 +136,13 @@ function checkHook(name: string, value: unknown): void {
   }
 }
 
-/** True when find-my-way would refuse the path (invalid UTF-8 after percent-decoding). */
 /** Where the path of an absolute-form target (`scheme://authority/path`) starts, else -1. */
 function pathStart(url: string): number {
   const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/.exec(url);
   return m === null || url.charCodeAt(m[0].length) !== 0x2f ? -1 : m[0].length;
 }
 
+/** True when find-my-way would refuse the path (invalid UTF-8 after percent-decoding). */
 function badlyEncoded(url: string): boolean {
   if (!url.includes('%')) return false;
   const q = url.indexOf('?');
@@ -322,14 +322,8 @@ async function fastifyScgiPlugin(
  * straight to Node's response, whose header store has no prototype.
  */
 function setHeaders(reply: FastifyReply, headers: ScgiResponse['headers']): void {
-  if (!Object.hasOwn(headers, '__proto__')) {
-    reply.headers(headers);
-    return;
-  }
-  for (const name of Object.keys(headers)) {
-    if (name === '__proto__') reply.raw.setHeader(name, headers[name]!);
-    else reply.header(name, headers[name]);
-  }
+  reply.headers(headers);
+  if (Object.hasOwn(headers, '__proto__')) reply.raw.setHeader('__proto__', headers.__proto__!);
 }
 
 /** One log line per exchange, once it is over: only then are the timings complete. */

@@ -136,7 +136,7 @@ export function collectHeaders(raw: readonly string[]): CollectedHeaders {
         }
         continue;
       case Kind.Authority:
-        if (!HOST.test(value)) throw new BadRequestHeaderError(rawName);
+        if (!isValidHost(value)) throw new BadRequestHeaderError(rawName);
         authority ??= value;
         authorityAt = headers.length;
         continue;
@@ -145,7 +145,7 @@ export function collectHeaders(raw: readonly string[]): CollectedHeaders {
         // framework must not be able to disagree on the host.
         if (host !== undefined) throw new BadRequestHeaderError(rawName);
         // §3.2 too: an invalid Host is a 400. The app builds URLs from it (and SERVER_NAME).
-        if (!HOST.test(value)) throw new BadRequestHeaderError(rawName);
+        if (!isValidHost(value)) throw new BadRequestHeaderError(rawName);
         host = value;
         break;
     }

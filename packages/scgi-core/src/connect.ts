@@ -195,11 +195,16 @@ function open(
   const socket = takeSocket(lending);
   let timer: NodeJS.Timeout | null = null;
   let settled = false;
-  const finish = (err: Error | null) => {
-    if (settled) return;
+  /** Ends the attempt once: false when it was already over (connected, failed or abandoned). */
+  const settle = (): boolean => {
+    if (settled) return false;
     settled = true;
     socket[kPending] = null;
     if (timer !== null) clearTimeout(timer);
+    return true;
+  };
+  const finish = (err: Error | null) => {
+    if (!settle()) return;
     if (err !== null) {
       socket.destroy();
       callback(err instanceof ConnectTimeoutError ? err : new ConnectError({ cause: err }), null);
@@ -214,11 +219,7 @@ function open(
   if (address.kind === 'unix') socket.connect(address.path);
   else socket.connect(address.port, address.host);
   return () => {
-    if (settled) return;
-    settled = true;
-    socket[kPending] = null;
-    if (timer !== null) clearTimeout(timer);
-    socket.destroy();
+    if (settle()) socket.destroy();
   };
 }
 

@@ -62,12 +62,6 @@ enum State {
 /** Read size for a streamed body, as Node's own. */
 const READ_SIZE = 64 * 1024;
 
-function copyOf(chunk: Buffer): Buffer {
-  const c = Buffer.allocUnsafe(chunk.length);
-  chunk.copy(c);
-  return c;
-}
-
 /** Errors that count against a backend's health (nginx's default `error timeout`). */
 const FAILURE_CODES = new Set([
   'SCGI_ERR_CONNECT',
@@ -463,7 +457,7 @@ export class Exchange implements SocketUser {
         this.#remaining -= chunk.length;
       }
     }
-    if (chunk.length > 0 && !body.push(lent ? copyOf(chunk) : chunk)) this.#socket?.pause();
+    if (chunk.length > 0 && !body.push(lent ? Buffer.from(chunk) : chunk)) this.#socket?.pause();
     if (done) this.#finishBody();
   }
 

@@ -127,7 +127,6 @@ export function resolveSpawnOptions(o: SpawnOptions): ResolvedSpawnOptions {
 // Every live worker of every supervisor, killed synchronously when the process exits.
 const liveChildren = new Set<ChildProcess>();
 const liveDirs = new Set<string>();
-let hooksInstalled = false;
 function killAllNow(): void {
   for (const c of liveChildren) {
     try {
@@ -135,14 +134,6 @@ function killAllNow(): void {
     } catch {}
   }
   for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
-}
-function installExitHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  // On 'exit' and on a signal that ends the process (see exit-hooks.ts). When the app listens
-  // to the signal too, the workers stay up for its graceful close, and 'exit' still kills what
-  // is left.
-  addExitCleanup(killAllNow);
 }
 
 /** A worker up this long is considered to have started fine. */
@@ -193,7 +184,10 @@ export class WorkerSupervisor {
     mkdirSync(o.dir, { mode: 0o700 });
     chmodSync(o.dir, 0o700);
     liveDirs.add(o.dir);
-    installExitHooks();
+    // On 'exit' and on a signal that ends the process (exit-hooks.ts; registering twice is a
+    // no-op). When the app listens to the signal too, the workers stay up for its graceful
+    // close, and 'exit' still kills what is left.
+    addExitCleanup(killAllNow);
   }
 
   /** Starts `minInstances` workers; resolves when all accept connections, or rejects (and cleans up). */
