@@ -17,6 +17,7 @@ import {
   ScgiProxy,
   type ScgiProxyOptions,
   type ScgiResponse,
+  splitAdapterOptions,
 } from 'scgi-core';
 
 /** The parts of an Express request this middleware reads (Express 4 and 5 both have them). */
@@ -79,8 +80,8 @@ function bodyWasRead(req: ExpressLikeRequest): boolean {
  * SCRIPT_NAME is the path the middleware is mounted at (`req.baseUrl`).
  */
 export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
-  if (options === null || typeof options !== 'object')
-    throw new InvalidOptionError('options', 'must be an object');
+  // Every key is checked first, so a misspelt one is named with the closest option.
+  const { core } = splitAdapterOptions(options, ADAPTER_KEYS);
   for (const k of ['rewriteEnv', 'onResponse'] as const) {
     if (options[k] !== undefined && typeof options[k] !== 'function')
       throw new InvalidOptionError(k, 'must be a function');
@@ -88,9 +89,7 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
   if (options.respondOnError !== undefined && typeof options.respondOnError !== 'boolean') {
     throw new InvalidOptionError('respondOnError', 'must be a boolean');
   }
-  const core: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(options)) if (!ADAPTER_KEYS.has(k)) core[k] = v;
-  const proxy = new ScgiProxy(core as unknown as ScgiProxyOptions);
+  const proxy = new ScgiProxy(core);
   const { respondOnError = false, rewriteEnv, onResponse } = options;
 
   const fail = (

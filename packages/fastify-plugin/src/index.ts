@@ -16,6 +16,7 @@ import {
   type ScgiProxyOptions,
   type ScgiRequestOptions,
   type ScgiResponse,
+  splitAdapterOptions,
 } from 'scgi-core';
 
 export interface FastifyScgiHookContext {
@@ -81,7 +82,19 @@ declare module 'fastify' {
   }
 }
 
-const ADAPTER_KEYS = new Set(['prefix', 'routes', 'rewriteEnv', 'onResponse', 'onError']);
+/**
+ * The plugin's own options; `logLevel` and `logSerializers` are Fastify's register options, which
+ * Fastify hands to the plugin with the rest.
+ */
+const ADAPTER_KEYS = new Set([
+  'prefix',
+  'routes',
+  'rewriteEnv',
+  'onResponse',
+  'onError',
+  'logLevel',
+  'logSerializers',
+]);
 const kOriginalUrl = Symbol('fastify-scgi.originalUrl');
 type RawWithUrl = { [kOriginalUrl]?: string; url?: string };
 
@@ -158,6 +171,8 @@ async function fastifyScgiPlugin(
   fastify: FastifyInstance,
   options: FastifyScgiOptions,
 ): Promise<void> {
+  // Every key is checked first, so a misspelt one is named with the closest option.
+  const { core } = splitAdapterOptions(options, ADAPTER_KEYS);
   const prefix = checkPrefix(options.prefix);
   // Registered inside a prefixed context (`register(..., { prefix: '/v1' })`), the routes live at
   // that prefix plus ours, and SCRIPT_NAME must be the whole mount path.
@@ -165,12 +180,10 @@ async function fastifyScgiPlugin(
   checkHook('rewriteEnv', options.rewriteEnv);
   checkHook('onResponse', options.onResponse);
   checkHook('onError', options.onError);
-  const core: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(options)) if (!ADAPTER_KEYS.has(k)) core[k] = v;
   // Worker output and lifecycle events go to Fastify's logger.
   if (core.spawn !== undefined && core.logger === undefined)
     core.logger = fastify.log.child({ plugin: 'fastify-scgi' });
-  const proxy = new ScgiProxy(core as unknown as ScgiProxyOptions);
+  const proxy = new ScgiProxy(core);
   const defaults = {
     rewriteEnv: options.rewriteEnv,
     onResponse: options.onResponse,

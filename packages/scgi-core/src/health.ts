@@ -8,7 +8,7 @@
 import { CgiResponseParser } from './cgi-response.js';
 import type { Connector } from './connect.js';
 import { InvalidOptionError } from './errors.js';
-import { intOption } from './option-checks.js';
+import { checkKnownKeys, intOption } from './option-checks.js';
 import type { Backend, UpstreamPool } from './pool.js';
 import { encodeScgiHead } from './scgi-head.js';
 
@@ -38,12 +38,15 @@ export interface ResolvedHealthCheck {
 
 const positive = (name: string, v: unknown, d: number) => intOption(`healthCheck.${name}`, v, d, 1);
 
+const HEALTH_KEYS = new Set(['interval', 'timeout', 'path', 'expectStatus', 'fails', 'passes']);
+
 export function resolveHealthCheck(
   o: HealthCheckOptions | undefined | false,
 ): ResolvedHealthCheck | null {
   if (o === undefined || o === false) return null;
   if (o === null || typeof o !== 'object')
     throw new InvalidOptionError('healthCheck', 'must be an object');
+  checkKnownKeys(o, HEALTH_KEYS, 'healthCheck');
   if (
     o.path !== undefined &&
     (typeof o.path !== 'string' || !o.path.startsWith('/') || /[\0\r\n]/.test(o.path))

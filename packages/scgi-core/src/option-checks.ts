@@ -1,4 +1,5 @@
 /** Validation shared by every option resolver (proxy, health checks, spawned workers). */
+import { closest, distance } from 'fastest-levenshtein';
 import { InvalidOptionError } from './errors.js';
 
 /**
@@ -11,4 +12,33 @@ export function intOption(name: string, value: unknown, fallback: number, min = 
     throw new InvalidOptionError(name, `must be an integer >= ${min}, got ${String(value)}`);
   }
   return value;
+}
+
+/**
+ * Refuses keys that are not options. A misspelt key would otherwise be ignored and its default
+ * used in silence (`uptream`, `idleTimout`), which is the kind of bug found only in production.
+ * The error names the key and the closest known one. `where` prefixes nested keys
+ * (`healthCheck.intervall`).
+ */
+export function checkKnownKeys(options: object, known: ReadonlySet<string>, where?: string): void {
+  for (const key of Object.keys(options)) {
+    if (known.has(key)) continue;
+    const name = where === undefined ? key : `${where}.${key}`;
+    throw new InvalidOptionError(name, `is not a known option${suggestion(key, known)}`);
+  }
+}
+
+/** `; did you mean "upstream"?` when a known key is a few edits away, else the list of keys. */
+function suggestion(key: string, known: ReadonlySet<string>): string {
+  const names = [...known];
+  const guess = closest(
+    key.toLowerCase(),
+    names.map((n) => n.toLowerCase()),
+  );
+  const index = names.findIndex((n) => n.toLowerCase() === guess);
+  // A third of the key's length in edits, at least two: `uptream` -> `upstream`,
+  // `idleTimout` -> `idleTimeout`, `timeout` -> nothing useful.
+  if (index !== -1 && distance(key.toLowerCase(), guess) <= Math.max(2, Math.floor(key.length / 3)))
+    return `; did you mean "${names[index]}"?`;
+  return ` (the options are ${names.join(', ')})`;
 }

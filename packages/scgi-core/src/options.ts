@@ -8,7 +8,7 @@ import { type CgiEnvOptions, type ResolvedCgiEnvOptions, resolveCgiEnvOptions } 
 import { type Connector, lendingConnector } from './connect.js';
 import { InvalidOptionError } from './errors.js';
 import { type HealthCheckOptions, type ResolvedHealthCheck, resolveHealthCheck } from './health.js';
-import { intOption } from './option-checks.js';
+import { checkKnownKeys, intOption } from './option-checks.js';
 import { Backend } from './pool.js';
 import {
   type ResolvedSpawnOptions,
@@ -220,36 +220,198 @@ const nonNegativeInt = (name: string, value: unknown, fallback: number) =>
 const positiveInt = (name: string, value: unknown, fallback: number) =>
   intOption(name, value, fallback, 1);
 
-const PROXY_KEYS = new Set([
-  'upstream',
-  'balance',
-  'maxConnections',
-  'maxQueue',
-  'queueTimeout',
-  'maxFails',
-  'failTimeout',
-  'maxTries',
-  'retryTimeout',
-  'healthCheck',
-  'closeGrace',
-  'spawn',
-  'logger',
-  'connectTimeout',
-  'headersTimeout',
-  'idleTimeout',
-  'maxBodySize',
-  'spoolMemory',
-  'tmpDir',
-  'maxHeadSize',
-  'maxBufferedBody',
-  'connector',
+/**
+ * One option of the engine: its key, its default as the README states it, and for the options
+ * resolved on their own, the check that turns the caller's value into the resolved one. The
+ * README's option tables are held to this table by test/options-doc.test.ts.
+ */
+export interface OptionDescriptor {
+  readonly name: string;
+  /** The default, as the README's option tables give it. */
+  readonly default: string;
+  /** One line on what it does. */
+  readonly doc: string;
+  /** Validates and resolves the value on its own (`undefined` when not given); options resolved
+   * together with others (upstream and spawn, the CGI environment's) have none. */
+  readonly resolve?: (value: unknown) => unknown;
+}
+
+const int = (name: string, min: 0 | 1, fallback: number) => (value: unknown) =>
+  intOption(name, value, fallback, min);
+
+/** Every option `ScgiProxy` takes, in the README's order. */
+export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
+  [
+    { name: 'upstream', default: '(required)', doc: 'the backend address, entry or list' },
+    {
+      name: 'spawn',
+      default: 'none',
+      doc: 'start and supervise the backends (instead of upstream)',
+    },
+    { name: 'logger', default: 'none', doc: 'pino-compatible logger for workers and exchanges' },
+    {
+      name: 'connectTimeout',
+      default: '10000',
+      doc: 'ms to connect to a backend',
+      resolve: int('connectTimeout', 0, 10_000),
+    },
+    {
+      name: 'headersTimeout',
+      default: '60000',
+      doc: 'ms from the end of the request to the response head',
+      resolve: int('headersTimeout', 0, 60_000),
+    },
+    {
+      name: 'idleTimeout',
+      default: '60000',
+      doc: 'ms without traffic on the backend connection',
+      resolve: int('idleTimeout', 0, 60_000),
+    },
+    {
+      name: 'maxBodySize',
+      default: '1 GiB',
+      doc: 'largest request body',
+      resolve: int('maxBodySize', 0, 1024 * 1024 * 1024),
+    },
+    {
+      name: 'spoolMemory',
+      default: '1 MiB',
+      doc: 'bytes of a chunked body kept in memory before a temp file',
+      resolve: int('spoolMemory', 0, 1024 * 1024),
+    },
+    {
+      name: 'tmpDir',
+      default: '`os.tmpdir()`',
+      doc: 'folder of spooled bodies',
+      resolve: (value: unknown) => {
+        if (value !== undefined && (typeof value !== 'string' || value === '')) {
+          throw new InvalidOptionError('tmpDir', 'must be a non-empty string');
+        }
+        return value ?? tmpdir();
+      },
+    },
+    {
+      name: 'maxHeadSize',
+      default: '65536',
+      doc: 'largest CGI response head',
+      resolve: int('maxHeadSize', 1, 64 * 1024),
+    },
+    {
+      name: 'maxBufferedBody',
+      default: '65536',
+      doc: 'response bodies up to this Content-Length are collected whole',
+      resolve: int('maxBufferedBody', 0, 64 * 1024),
+    },
+    { name: 'trustProxy', default: '`false`', doc: 'peers trusted for X-Forwarded-*' },
+    { name: 'params', default: 'none', doc: 'extra or overriding CGI variables' },
+    {
+      name: 'scriptName',
+      default: '`""`',
+      doc: 'SCRIPT_NAME (the adapters set it from the mount)',
+    },
+    { name: 'serverName', default: 'Host header', doc: 'SERVER_NAME' },
+    { name: 'serverPort', default: 'local port', doc: 'SERVER_PORT' },
+    { name: 'serverSoftware', default: '`scgi-core`', doc: 'SERVER_SOFTWARE' },
+    {
+      name: 'connector',
+      default: 'TCP/Unix',
+      doc: 'opens backend sockets (undici-style)',
+      resolve: (value: unknown) => {
+        if (value !== undefined && typeof value !== 'function') {
+          throw new InvalidOptionError('connector', 'must be a function');
+        }
+        return value ?? lendingConnector;
+      },
+    },
+    { name: 'balance', default: "`'round-robin'`", doc: 'how a backend is chosen' },
+    { name: 'maxConnections', default: '0 (no limit)', doc: 'per-backend concurrent requests' },
+    {
+      name: 'maxQueue',
+      default: '100',
+      doc: 'requests that may wait for a free slot',
+      resolve: int('maxQueue', 0, 100),
+    },
+    {
+      name: 'queueTimeout',
+      default: '10000',
+      doc: 'ms a request may wait in the queue',
+      resolve: int('queueTimeout', 0, 10_000),
+    },
+    {
+      name: 'maxFails',
+      default: '1',
+      doc: 'failures within failTimeout that take a backend out',
+      resolve: int('maxFails', 0, 1),
+    },
+    {
+      name: 'failTimeout',
+      default: '10000',
+      doc: 'the failure window, and how long a backend stays out',
+      resolve: int('failTimeout', 1, 10_000),
+    },
+    { name: 'maxTries', default: 'backends', doc: 'most backends one request may try' },
+    {
+      name: 'retryTimeout',
+      default: '0',
+      doc: 'ms after which no further backend is tried',
+      resolve: int('retryTimeout', 0, 0),
+    },
+    {
+      name: 'healthCheck',
+      default: 'off',
+      doc: 'active health checks',
+      resolve: (value: unknown) =>
+        resolveHealthCheck(value as HealthCheckOptions | undefined | false),
+    },
+    {
+      name: 'closeGrace',
+      default: '10000',
+      doc: 'ms requests in flight may take to finish on close',
+      resolve: int('closeGrace', 0, 10_000),
+    },
+  ].map((d) => Object.freeze(d)),
+);
+
+/** The keys of `ScgiProxyOptions`. */
+export const PROXY_OPTION_NAMES: ReadonlySet<string> = new Set(PROXY_OPTIONS.map((d) => d.name));
+
+/** Options that belong to the CGI environment (`resolveCgiEnvOptions`). */
+const ENV_KEYS = new Set([
+  'scriptName',
+  'params',
+  'trustProxy',
+  'serverName',
+  'serverPort',
+  'serverSoftware',
 ]);
+
+/**
+ * Checks an adapter's options: every key is the engine's or one of `adapterKeys`, else
+ * `SCGI_ERR_INVALID_OPTION` naming it and the closest known key. Returns the engine's part.
+ */
+export function splitAdapterOptions(
+  options: unknown,
+  adapterKeys: ReadonlySet<string>,
+): { core: ScgiProxyOptions; adapter: Record<string, unknown> } {
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidOptionError('options', 'must be an object');
+  }
+  checkKnownKeys(options, new Set([...PROXY_OPTION_NAMES, ...adapterKeys]));
+  const core: Record<string, unknown> = {};
+  const adapter: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(options)) {
+    if (adapterKeys.has(k)) adapter[k] = v;
+    else core[k] = v;
+  }
+  return { core: core as unknown as ScgiProxyOptions, adapter };
+}
 
 /** Validates and resolves proxy options. Throws `SCGI_ERR_INVALID_OPTION` naming the option. */
 export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOptions {
   if (options === null || typeof options !== 'object') {
     throw new InvalidOptionError('options', 'must be an object');
   }
+  checkKnownKeys(options, PROXY_OPTION_NAMES);
   if (options.upstream === undefined && options.spawn === undefined) {
     throw new InvalidOptionError('upstream', 'is required (or spawn, to start the backends)');
   }
@@ -262,6 +424,10 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
   ) {
     throw new InvalidOptionError('logger', 'must have info, warn and error methods');
   }
+  const given = options as unknown as Record<string, unknown>;
+  const resolved: Record<string, unknown> = {};
+  for (const d of PROXY_OPTIONS)
+    if (d.resolve !== undefined) resolved[d.name] = d.resolve(given[d.name]);
   const defaultMax = nonNegativeInt('maxConnections', options.maxConnections, 0);
   const spawn = options.spawn === undefined ? null : resolveSpawnOptions(options.spawn);
   const backends = resolveBackends(
@@ -269,48 +435,27 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
     defaultMax,
   );
   const { balance, hashKey } = resolveBalance(options.balance);
-  if (options.connector !== undefined && typeof options.connector !== 'function') {
-    throw new InvalidOptionError('connector', 'must be a function');
-  }
-  if (
-    options.tmpDir !== undefined &&
-    (typeof options.tmpDir !== 'string' || options.tmpDir === '')
-  ) {
-    throw new InvalidOptionError('tmpDir', 'must be a non-empty string');
-  }
   const envOptions: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(options)) {
-    if (!PROXY_KEYS.has(key)) envOptions[key] = value;
-  }
+  for (const key of ENV_KEYS) if (given[key] !== undefined) envOptions[key] = given[key];
   return Object.freeze({
+    ...(resolved as Omit<
+      ResolvedProxyOptions,
+      'backends' | 'balance' | 'hashKey' | 'maxTries' | 'spawn' | 'logger' | 'env'
+    >),
     backends,
     balance,
     hashKey,
-    maxQueue: nonNegativeInt('maxQueue', options.maxQueue, 100),
-    queueTimeout: nonNegativeInt('queueTimeout', options.queueTimeout, 10_000),
-    maxFails: nonNegativeInt('maxFails', options.maxFails, 1),
-    failTimeout: positiveInt('failTimeout', options.failTimeout, 10_000),
     maxTries: positiveInt('maxTries', options.maxTries, backends.length),
-    retryTimeout: nonNegativeInt('retryTimeout', options.retryTimeout, 0),
-    healthCheck: resolveHealthCheck(options.healthCheck),
-    closeGrace: nonNegativeInt('closeGrace', options.closeGrace, 10_000),
     spawn,
     logger: options.logger ?? null,
-    connectTimeout: nonNegativeInt('connectTimeout', options.connectTimeout, 10_000),
-    headersTimeout: nonNegativeInt('headersTimeout', options.headersTimeout, 60_000),
-    idleTimeout: nonNegativeInt('idleTimeout', options.idleTimeout, 60_000),
-    maxBodySize: nonNegativeInt('maxBodySize', options.maxBodySize, 1024 * 1024 * 1024),
-    spoolMemory: nonNegativeInt('spoolMemory', options.spoolMemory, 1024 * 1024),
-    tmpDir: options.tmpDir ?? tmpdir(),
-    maxHeadSize: positiveInt('maxHeadSize', options.maxHeadSize, 64 * 1024),
-    maxBufferedBody: nonNegativeInt('maxBufferedBody', options.maxBufferedBody, 64 * 1024),
-    connector: options.connector ?? lendingConnector,
     env: resolveCgiEnvOptions(envOptions as CgiEnvOptions),
   });
 }
 
 const UPSTREAM_HINT =
   'an address such as unix:/run/app.sock or 127.0.0.1:9000, an { address, weight, maxConnections } entry, or a list of them';
+
+const ENTRY_KEYS = new Set(['address', 'weight', 'maxConnections']);
 
 function resolveBackends(upstream: unknown, defaultMax: number): Backend[] {
   const list = Array.isArray(upstream) ? upstream : [upstream];
@@ -329,6 +474,7 @@ function resolveBackends(upstream: unknown, defaultMax: number): Backend[] {
       typeof (entry as UpstreamEntry).address === 'string'
     ) {
       const e = entry as UpstreamEntry;
+      checkKnownKeys(e, ENTRY_KEYS, where);
       address = e.address;
       weight = positiveInt(`${where}.weight`, e.weight, 1);
       max = nonNegativeInt(`${where}.maxConnections`, e.maxConnections, defaultMax);

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { InvalidOptionError, type ScgiError, SpawnError } from './errors.js';
 import { addExitCleanup } from './exit-hooks.js';
-import { intOption } from './option-checks.js';
+import { checkKnownKeys, intOption } from './option-checks.js';
 import type { Backend, UpstreamPool } from './pool.js';
 
 /** A pino-compatible logger (Fastify's `log`), used for worker output and lifecycle events. */
@@ -79,9 +79,26 @@ const int = (name: string, v: unknown, d: number, min: number) =>
   intOption(`spawn.${name}`, v, d, min);
 
 /** Validates `spawn` options and makes the private socket directory. */
+const SPAWN_KEYS = new Set([
+  'command',
+  'args',
+  'instances',
+  'minInstances',
+  'maxInstances',
+  'idleTimeout',
+  'cwd',
+  'env',
+  'readyTimeout',
+  'killTimeout',
+  'restartDelay',
+  'maxRestartDelay',
+  'maxStartFailures',
+]);
+
 export function resolveSpawnOptions(o: SpawnOptions): ResolvedSpawnOptions {
   if (o === null || typeof o !== 'object')
     throw new InvalidOptionError('spawn', 'must be an object');
+  checkKnownKeys(o, SPAWN_KEYS, 'spawn');
   if (typeof o.command !== 'string' || o.command === '') {
     throw new InvalidOptionError('spawn.command', 'must be a non-empty string');
   }
