@@ -20,7 +20,7 @@
  */
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
 import type { UpstreamAddress } from './address.js';
-import { ConnectError, ConnectTimeoutError, type ScgiError } from './errors.js';
+import { ConnectError, ConnectTimeoutError, NoSocketError, type ScgiError } from './errors.js';
 
 export interface ConnectOptions {
   /** Milliseconds to wait for the connection; 0 disables the timer. */
@@ -207,7 +207,7 @@ function open(
     if (!settle()) return;
     if (err !== null) {
       socket.destroy();
-      callback(err instanceof ConnectTimeoutError ? err : new ConnectError({ cause: err }), null);
+      callback(connectFailure(err), null);
     } else {
       callback(null, socket);
     }
@@ -221,6 +221,17 @@ function open(
   return () => {
     if (settle()) socket.destroy();
   };
+}
+
+/** Errors of this process, not of the backend: no descriptor or memory left for a socket. */
+const LOCAL_ERRNO = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
+
+function connectFailure(err: Error): ScgiError {
+  if (err instanceof ConnectTimeoutError) return err as ScgiError;
+  const code = (err as NodeJS.ErrnoException).code;
+  // Out of descriptors here says nothing about the backend: it is not charged (failure-policy.ts).
+  if (code !== undefined && LOCAL_ERRNO.has(code)) return new NoSocketError(code, { cause: err });
+  return new ConnectError({ cause: err });
 }
 
 /**

@@ -51,8 +51,23 @@ export interface ScgiErrorConstructor {
   readonly prototype: ScgiError;
 }
 
+/**
+ * What a failure means for the pool; read by `failure-policy.ts` alone.
+ * - `chargesBackend`: it counts against the backend's health (nginx `max_fails` with the default
+ *   `proxy_next_upstream error timeout`). Only failures of the backend itself: a local failure
+ *   (no file descriptor left, a spool file that cannot be read) or the client's never does.
+ * - `retry`: whether the request may go to another backend. `'connect'`: nothing was sent, so
+ *   always; `'replayable'`: only when the request can be sent again (an idempotent method, a body
+ *   held in memory or a spool file) and no response byte arrived (nginx's `non_idempotent` rule);
+ *   `'never'`: the same failure would follow, or the client is the cause.
+ */
+export interface FailurePolicy {
+  readonly chargesBackend: boolean;
+  readonly retry: 'connect' | 'replayable' | 'never';
+}
+
 /** What the registry knows of each code; the README table is checked against it. */
-export interface ScgiErrorInfo {
+export interface ScgiErrorInfo extends FailurePolicy {
   readonly code: string;
   readonly statusCode: number;
   readonly message: string;
@@ -60,8 +75,17 @@ export interface ScgiErrorInfo {
 
 const registry = new Map<string, ScgiErrorInfo>();
 
-function define(code: string, statusCode: number, message: string): ScgiErrorConstructor {
-  registry.set(code, Object.freeze({ code, statusCode, message }));
+const LOCAL: FailurePolicy = { chargesBackend: false, retry: 'never' };
+/** The backend failed before answering: charged, and retried where the request allows. */
+const BACKEND_FAILED: FailurePolicy = { chargesBackend: true, retry: 'replayable' };
+
+function define(
+  code: string,
+  statusCode: number,
+  message: string,
+  policy: FailurePolicy = LOCAL,
+): ScgiErrorConstructor {
+  registry.set(code, Object.freeze({ code, statusCode, message, ...policy }));
   return createError(
     code,
     message,
@@ -73,6 +97,11 @@ function define(code: string, statusCode: number, message: string): ScgiErrorCon
 /** Every registered code with its status and message template, in definition order. */
 export function listErrorCodes(): ScgiErrorInfo[] {
   return [...registry.values()];
+}
+
+/** The registry's entry for a code (undefined for codes of other libraries). */
+export function errorInfo(code: string): ScgiErrorInfo | undefined {
+  return registry.get(code);
 }
 
 // --- netstring (SCGI head framing) ------------------------------------------------------
@@ -169,31 +198,42 @@ export const ConnectError = define(
   'SCGI_ERR_CONNECT',
   502,
   'Could not connect to the SCGI backend',
+  { chargesBackend: true, retry: 'connect' },
+);
+export const NoSocketError = define(
+  'SCGI_ERR_NO_SOCKET',
+  503,
+  'No socket could be opened to reach the backend: %s',
 );
 export const ConnectTimeoutError = define(
   'SCGI_ERR_CONNECT_TIMEOUT',
   504,
   'Connecting to the SCGI backend timed out after %s ms',
+  { chargesBackend: true, retry: 'connect' },
 );
 export const HeadersTimeoutError = define(
   'SCGI_ERR_HEADERS_TIMEOUT',
   504,
   'The SCGI backend sent no response head within %s ms',
+  BACKEND_FAILED,
 );
 export const IdleTimeoutError = define(
   'SCGI_ERR_IDLE_TIMEOUT',
   504,
   'The SCGI backend connection was idle for %s ms',
+  BACKEND_FAILED,
 );
 export const UpstreamClosedError = define(
   'SCGI_ERR_UPSTREAM_CLOSED',
   502,
   'The SCGI backend closed the connection before a complete response head',
+  BACKEND_FAILED,
 );
 export const UpstreamResetError = define(
   'SCGI_ERR_UPSTREAM_RESET',
   502,
   'The SCGI backend connection failed: %s',
+  BACKEND_FAILED,
 );
 export const UpstreamBodyError = define(
   'SCGI_ERR_UPSTREAM_BODY',

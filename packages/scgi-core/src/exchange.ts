@@ -27,6 +27,7 @@ import {
   UpstreamClosedError,
   UpstreamResetError,
 } from './errors.js';
+import { chargesBackend } from './failure-policy.js';
 import type { ResolvedProxyOptions } from './options.js';
 import type { Outcome } from './pool.js';
 import { pumpBody } from './request-body.js';
@@ -61,16 +62,6 @@ enum State {
 
 /** Read size for a streamed body, as Node's own. */
 const READ_SIZE = 64 * 1024;
-
-/** Errors that count against a backend's health (nginx's default `error timeout`). */
-const FAILURE_CODES = new Set([
-  'SCGI_ERR_CONNECT',
-  'SCGI_ERR_CONNECT_TIMEOUT',
-  'SCGI_ERR_HEADERS_TIMEOUT',
-  'SCGI_ERR_IDLE_TIMEOUT',
-  'SCGI_ERR_UPSTREAM_CLOSED',
-  'SCGI_ERR_UPSTREAM_RESET',
-]);
 
 export class Exchange implements SocketUser {
   readonly #opts: ResolvedProxyOptions;
@@ -581,7 +572,7 @@ export class Exchange implements SocketUser {
     if (this.#timings.total < 0) this.#timings.total = performance.now() - this.#started;
     this.#onDone({
       ok: this.#headReceived,
-      failure: !this.#headReceived && err !== undefined && FAILURE_CODES.has(err.code),
+      failure: !this.#headReceived && err !== undefined && chargesBackend(err),
       error: err,
       headMs: this.#headReceived ? this.#timings.head : undefined,
     });

@@ -19,6 +19,7 @@ import {
   TransferCodingError,
 } from './errors.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
+import { mayRetryElsewhere } from './failure-policy.js';
 import { HealthChecker, resolveHealthCheck } from './health.js';
 import {
   type ResolvedProxyOptions,
@@ -278,7 +279,7 @@ export class ScgiProxy {
         : (o.hashKey as (r: ProxiedRequest) => string | undefined)(req);
     // A body read straight from the client can be sent once; a buffered or spooled one again.
     const replayable = body.kind !== 'stream';
-    const retryOnReset = replayable && IDEMPOTENT.has(req.method ?? '');
+    const resendable = replayable && IDEMPOTENT.has(req.method ?? '');
     const deadline = o.retryTimeout > 0 ? Date.now() + o.retryTimeout : Number.POSITIVE_INFINITY;
     const tried = new Set<Backend>();
     let lastError: ScgiError | null = null;
@@ -342,11 +343,7 @@ export class ScgiProxy {
       } catch (err) {
         const e = err as ScgiError;
         lastError = e;
-        const connectFailed =
-          e.code === 'SCGI_ERR_CONNECT' || e.code === 'SCGI_ERR_CONNECT_TIMEOUT';
-        const resetBeforeResponse = RESET_CODES.has(e.code) && !exchange.responseStarted;
-        // A connect failure sent nothing (a client body stream is not touched before connect).
-        const mayRetry = connectFailed || (resetBeforeResponse && retryOnReset);
+        const mayRetry = mayRetryElsewhere(e, resendable, exchange.responseStarted);
         if (
           !mayRetry ||
           watch.reason !== null ||
@@ -395,12 +392,6 @@ export class ScgiProxy {
 
 const NO_BODY: ExchangeBody = { kind: 'none' };
 const SPAWN_HEALTH_CHECK = resolveHealthCheck({ interval: 1000, timeout: 1000 })!;
-const RESET_CODES = new Set([
-  'SCGI_ERR_UPSTREAM_RESET',
-  'SCGI_ERR_UPSTREAM_CLOSED',
-  'SCGI_ERR_HEADERS_TIMEOUT',
-  'SCGI_ERR_IDLE_TIMEOUT',
-]);
 
 function bodyLength(body: ExchangeBody): number {
   switch (body.kind) {

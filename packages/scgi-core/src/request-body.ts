@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { RequestAbortedError, type ScgiError, UpstreamResetError } from './errors.js';
+import { RequestAbortedError, type ScgiError, SpoolError } from './errors.js';
 
 export interface PumpHooks {
   /** The body cannot be sent (client gone, wrong length, unreadable spool file). */
@@ -68,9 +68,8 @@ export function pumpBody(
     hooks.fail(
       fromClient
         ? new RequestAbortedError(err.message, { cause: err })
-        : new UpstreamResetError(`reading the spooled body failed: ${err.message}`, {
-            cause: err,
-          }),
+        : // A local failure: the backend is not charged (failure-policy.ts).
+          new SpoolError(`reading the spooled body failed: ${err.message}`, { cause: err }),
     );
   };
   const onSourceClose = () => {
