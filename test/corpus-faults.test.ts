@@ -381,7 +381,8 @@ describe('corpus (faults) -> no backend listening', () => {
     beforeAll(() => {
       Object.assign(target.current, { address: targets[socket] });
     });
-    const front = useFront(kind, target, { extra: { respondOnError } });
+    // respondOnError is express-scgi's option; fastify-scgi refuses keys it does not know.
+    const front = useFront(kind, target, { extra: kind === 'fastify' ? {} : { respondOnError } });
 
     it('502 SCGI_ERR_CONNECT; the answer names neither the address nor the socket path', async ({
       expect,

@@ -1,6 +1,7 @@
 /**
- * One request/response exchange with an SCGI backend, over one connection (SCGI has no
- * keep-alive). Full duplex: the response is read while the request body is still being
+ * One request/response exchange with a backend, over one connection, whatever the wire protocol:
+ * the protocol (protocol.ts; SCGI in scgi-protocol.ts) frames the request and de-frames the
+ * response, the exchange does everything else. Full duplex: the response is read while the request body is still being
  * written, so an app that streams its answer during a large upload never deadlocks (nginx
  * writes the whole body first and does).
  *
@@ -30,6 +31,7 @@ import {
 import { chargesBackend } from './failure-policy.js';
 import type { ResolvedProxyOptions } from './options.js';
 import type { Outcome } from './pool.js';
+import type { ResponseDecoder, ResponseSink, WireProtocol } from './protocol.js';
 import { pumpBody } from './request-body.js';
 import type { SpooledBody } from './spool.js';
 import type { CgiResponseHead } from './types.js';
@@ -60,8 +62,31 @@ enum State {
   Done = 4,
 }
 
+/** Bytes of a backend's STDERR logged per request, at most. */
+const MAX_STDERR_LOGGED = 16 * 1024;
+
 /** Read size for a streamed body, as Node's own. */
 const READ_SIZE = 64 * 1024;
+
+/** Everything one exchange needs, from the proxy. */
+export interface ExchangeRequest {
+  readonly options: ResolvedProxyOptions;
+  readonly address: UpstreamAddress;
+  readonly protocol: WireProtocol;
+  /** `protocol.encodeRequestHead` of the request's CGI environment. */
+  readonly requestHead: Buffer;
+  readonly body: ExchangeBody;
+  /** A HEAD request: the response has no body whatever its headers say. */
+  readonly noResponseBody: boolean;
+  /** Aborts the exchange (the caller's signal). */
+  readonly signal?: AbortSignal;
+  /** Sees the response when its head arrived (diagnostics), before the promise resolves. */
+  readonly onHead?: (res: ScgiResponse) => void;
+  /** Called once when the exchange is over, with what it means for the backend's health. */
+  readonly onDone: (outcome: Outcome) => void;
+  /** The caller gives a small body's buffer back (`recycleBodyBuffer`): take it from the pool. */
+  readonly poolBody?: boolean;
+}
 
 export class Exchange implements SocketUser {
   readonly #opts: ResolvedProxyOptions;
@@ -71,7 +96,13 @@ export class Exchange implements SocketUser {
   #headReceived = false;
   /** Some response byte arrived: from then on the request must not be retried elsewhere. */
   responseStarted = false;
-  readonly #head: Buffer;
+  readonly #protocol: WireProtocol;
+  /** The protocol sends the body as it is and reads the raw response (SCGI): the fast paths. */
+  readonly #raw: boolean;
+  /** De-frames the response of a framed protocol (FastCGI); null for raw ones. */
+  #decoder: ResponseDecoder | null = null;
+  /** The request head as the protocol framed it (SCGI netstring, FastCGI BEGIN_REQUEST+PARAMS). */
+  readonly #requestHead: Buffer;
   readonly #reqBody: ExchangeBody;
   readonly #noResponseBody: boolean;
   /** The caller gives a small body's buffer back (`recycleBodyBuffer`): take it from the pool. */
@@ -84,7 +115,8 @@ export class Exchange implements SocketUser {
   #parser: CgiResponseParser;
   #body: UpstreamBody | null = null;
   #remaining = -1;
-  #head2: CgiResponseHead | null = null;
+  /** The parsed response head, while a small body is collected behind it. */
+  #responseHead: CgiResponseHead | null = null;
   /** The small body being collected (State.Buffering), `#filled` bytes of it so far. */
   #bodyBuf: Buffer | null = null;
   #filled = 0;
@@ -101,26 +133,19 @@ export class Exchange implements SocketUser {
   #reject!: (err: ScgiError) => void;
   readonly promise: Promise<ScgiResponse>;
 
-  constructor(
-    opts: ResolvedProxyOptions,
-    address: UpstreamAddress,
-    onDone: (outcome: Outcome) => void,
-    head: Buffer,
-    body: ExchangeBody,
-    noResponseBody: boolean,
-    signal: AbortSignal | undefined,
-    onHead?: (res: ScgiResponse) => void,
-    poolBody = false,
-  ) {
+  constructor(request: ExchangeRequest) {
+    const opts = request.options;
     this.#opts = opts;
-    this.#address = address;
-    this.#onDone = onDone;
-    this.#head = head;
-    this.#reqBody = body;
-    this.#noResponseBody = noResponseBody;
-    this.#signal = signal;
-    this.#onHead = onHead;
-    this.#poolBody = poolBody;
+    this.#address = request.address;
+    this.#onDone = request.onDone;
+    this.#protocol = request.protocol;
+    this.#raw = request.protocol.raw;
+    this.#requestHead = request.requestHead;
+    this.#reqBody = request.body;
+    this.#noResponseBody = request.noResponseBody;
+    this.#signal = request.signal;
+    this.#onHead = request.onHead;
+    this.#poolBody = request.poolBody === true;
     this.#parser = new CgiResponseParser({ maxHeadSize: opts.maxHeadSize });
     this.promise = new Promise<ScgiResponse>((resolve, reject) => {
       this.#resolve = resolve;
@@ -168,22 +193,25 @@ export class Exchange implements SocketUser {
     bindSocket(socket, this);
     if (this.#opts.idleTimeout > 0) socket.setTimeout(this.#opts.idleTimeout);
 
+    if (!this.#raw) this.#decoder = this.#protocol.createDecoder(this.#sink);
     const body = this.#reqBody;
     socket.cork();
-    socket.write(this.#head);
+    socket.write(this.#requestHead);
     switch (body.kind) {
       case 'none':
         socket.uncork();
         this.#sent();
         break;
       case 'buffer':
-        socket.write(body.data);
+        this.#writeBody(socket, body.data);
+        this.#endBody(socket);
         socket.uncork();
         this.#sent();
         break;
       case 'spooled':
         if (body.spool.chunks !== null) {
-          for (const c of body.spool.chunks) socket.write(c);
+          for (const c of body.spool.chunks) this.#writeBody(socket, c);
+          this.#endBody(socket);
           socket.uncork();
           this.#sent();
         } else {
@@ -196,12 +224,25 @@ export class Exchange implements SocketUser {
     }
   }
 
+  /** Writes body bytes held in memory, framed by the protocol unless it is raw. */
+  #writeBody(socket: Socket, data: Buffer): void {
+    if (this.#raw) socket.write(data);
+    else for (const frame of this.#protocol.frameBody(data)) socket.write(frame);
+  }
+
+  /** Ends a non-empty body the protocol's way (FastCGI: the empty STDIN record). */
+  #endBody(socket: Socket): void {
+    const end = this.#protocol.bodyEnd;
+    if (end !== null) socket.write(end);
+  }
+
   /** The client's body while it is being sent (not a spooled one). */
   #clientBody: Readable | null = null;
 
   #pump(source: Readable, length: number, fromClient: boolean): void {
     if (fromClient) this.#clientBody = source;
-    this.#detachSource = pumpBody(this.#socket!, source, length, fromClient, {
+    const framing = this.#raw ? null : this.#protocol;
+    this.#detachSource = pumpBody(this.#socket!, source, length, fromClient, framing, {
       fail: (err) => this.#failAny(err),
       sent: () => this.#sent(),
     });
@@ -253,7 +294,32 @@ export class Exchange implements SocketUser {
 
   /** @internal A chunk of our own (a socket from a custom connector). */
   onData(chunk: Buffer): void {
-    this.#input(chunk, false);
+    if (this.#raw) this.#input(chunk, false);
+    else this.#decoder?.push(chunk, false);
+  }
+
+  /** What a framed protocol's decoder delivers (ResponseSink). */
+  readonly #sink: ResponseSink = {
+    data: (chunk, lent) => this.#input(chunk, lent),
+    stderr: (chunk) => this.#stderr(chunk),
+    complete: () => this.#complete(),
+    error: (err) => this.#failAny(err),
+  };
+
+  /** Bytes of the application's STDERR logged for this request so far. */
+  #stderrLogged = 0;
+
+  /**
+   * The application's diagnostics (FastCGI STDERR) go to the logger tagged with the backend, as
+   * nginx logs them, bounded per request so a chatty or hostile backend cannot flood the log.
+   */
+  #stderr(chunk: Buffer): void {
+    const logger = this.#opts.logger;
+    if (logger === null || this.#stderrLogged >= MAX_STDERR_LOGGED) return;
+    const room = MAX_STDERR_LOGGED - this.#stderrLogged;
+    const text = chunk.subarray(0, room).toString('utf8');
+    this.#stderrLogged += Math.min(chunk.length, room);
+    logger.warn({ upstream: this.#address.label, stderr: text }, 'backend stderr');
   }
 
   /**
@@ -262,6 +328,8 @@ export class Exchange implements SocketUser {
    * anything after the end go to the shared scratch buffer (null).
    */
   readTarget(): Buffer | null {
+    // A framed protocol's reads are de-framed from the scratch buffer: records interleave.
+    if (!this.#raw) return null;
     if (this.#state === State.Buffering) return this.#bodyTail;
     if (this.#state === State.Body) {
       if (this.#streamTarget === null) {
@@ -276,6 +344,10 @@ export class Exchange implements SocketUser {
 
   /** @internal `n` bytes read into `buf`: a buffer `readTarget()` gave, or the lent scratch. */
   onRead(n: number, buf: Buffer): void {
+    if (!this.#raw) {
+      this.#decoder?.push(buf.subarray(0, n), true);
+      return;
+    }
     if (buf === this.#bodyTail && this.#state === State.Buffering) {
       // Read in place: the bytes are already where they belong.
       this.#filledBy(n);
@@ -359,7 +431,7 @@ export class Exchange implements SocketUser {
       // A small body with a known length (or none): collect it whole and hand on one buffer,
       // as nginx's scgi_buffering does. One write to the client instead of a stream, and a
       // backend that fails before the end is still a clean 502 rather than a cut connection.
-      this.#head2 = head;
+      this.#responseHead = head;
       this.#state = State.Buffering;
       const rest = this.#parser.rest;
       if (rest.length >= this.#remaining) {
@@ -428,7 +500,13 @@ export class Exchange implements SocketUser {
     this.#bodyTail = null;
     this.#state = State.Done;
     this.#timings.total = performance.now() - this.#started;
-    const response = new Response(this.#head2!, this.#address.label, this.#timings, data, null);
+    const response = new Response(
+      this.#responseHead!,
+      this.#address.label,
+      this.#timings,
+      data,
+      null,
+    );
     if (this.#poolBody) markBodyPooled(response);
     this.#onHead?.(response);
     this.#release();
@@ -478,8 +556,27 @@ export class Exchange implements SocketUser {
 
   // While collecting a small body nothing has reached the client yet, so a failure still
   // rejects (#failAny picks #fail); once the body streams, it errors the stream instead.
-  /** @internal */
+  /** @internal The backend closed its side: for SCGI the end of the response. */
   onEnd(): void {
+    if (this.#raw) this.#complete();
+    else this.#incomplete();
+  }
+
+  /**
+   * The connection closed before the protocol said the response was complete (FastCGI: before
+   * END_REQUEST): before the head a 502, after it a cut client connection, never a body that
+   * looks complete.
+   */
+  #incomplete(): void {
+    const state = this.#state;
+    if (state === State.AwaitHead) this.#fail(new UpstreamClosedError());
+    else if (state === State.Buffering || state === State.Body) {
+      this.#failAny(new UpstreamBodyError('connection closed before the end of the response'));
+    }
+  }
+
+  /** The response is complete by the protocol's word: SCGI's close, FastCGI's END_REQUEST. */
+  #complete(): void {
     const state = this.#state;
     if (state === State.AwaitHead) {
       this.#fail(new UpstreamClosedError());

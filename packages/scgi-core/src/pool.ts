@@ -12,6 +12,8 @@ import {
   QueueTimeoutError,
   type ScgiError,
 } from './errors.js';
+import type { WireProtocol } from './protocol.js';
+import { scgiProtocol } from './scgi-protocol.js';
 
 export type BackendState = 'up' | 'down' | 'probing';
 
@@ -38,6 +40,8 @@ export interface PoolStats {
 
 export class Backend {
   readonly address: UpstreamAddress;
+  /** The wire protocol this backend speaks (protocol.ts). */
+  readonly protocol: WireProtocol;
   readonly weight: number;
   readonly maxConnections: number;
   active = 0;
@@ -63,8 +67,14 @@ export class Backend {
   /** Set by active health checks. */
   healthy = true;
 
-  constructor(address: UpstreamAddress, weight: number, maxConnections: number) {
+  constructor(
+    address: UpstreamAddress,
+    weight: number,
+    maxConnections: number,
+    protocol: WireProtocol = scgiProtocol,
+  ) {
     this.address = address;
+    this.protocol = protocol;
     this.weight = weight;
     this.maxConnections = maxConnections;
   }

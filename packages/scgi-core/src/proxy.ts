@@ -27,7 +27,7 @@ import {
   type ScgiProxyOptions,
 } from './options.js';
 import { Backend, type PoolStats, UpstreamPool } from './pool.js';
-import { encodeScgiHead } from './scgi-head.js';
+import type { WireProtocol } from './protocol.js';
 import { WorkerSupervisor } from './spawn.js';
 import { spoolBody } from './spool.js';
 import type { EnvPair } from './types.js';
@@ -97,6 +97,8 @@ export class ScgiProxy {
   readonly options: ResolvedProxyOptions;
   readonly pool: UpstreamPool;
   readonly #inFlight = new Set<Exchange>();
+  /** The wire protocols of the pool's backends, each once. */
+  readonly #protocols: readonly WireProtocol[];
   readonly #health: HealthChecker | null;
   readonly #supervisor: WorkerSupervisor | null;
   #ready: Promise<void> | null = null;
@@ -113,6 +115,7 @@ export class ScgiProxy {
       maxFails: o.maxFails,
       failTimeout: o.failTimeout,
     });
+    this.#protocols = [...new Set(o.backends.map((b) => b.protocol))];
     this.#supervisor = o.spawn === null ? null : new WorkerSupervisor(o.spawn, this.pool, o.logger);
     // Spawned workers can also stop accepting without exiting: a connect check catches that.
     const check = o.healthCheck ?? (o.spawn === null ? null : SPAWN_HEALTH_CHECK);
@@ -271,7 +274,10 @@ export class ScgiProxy {
       scriptName: opts.scriptName,
     });
     if (opts.rewriteEnv !== undefined) env = opts.rewriteEnv(env, req) ?? env;
-    const head = encodeScgiHead(env);
+    // Encoded once per wire protocol of the pool (one, unless the pool mixes them), before a
+    // backend is picked: an environment the protocol cannot carry fails without touching the pool.
+    const heads = new Map<WireProtocol, Buffer>();
+    for (const p of this.#protocols) heads.set(p, p.encodeRequestHead(env, length, false));
 
     const key =
       o.hashKey === null
@@ -301,10 +307,15 @@ export class ScgiProxy {
         channels.upstream.publish({ id, request: req, upstream: backend.address.label, attempt });
       }
       const pool = this.pool;
-      const exchange: Exchange = new Exchange(
-        o,
-        backend.address,
-        (outcome) => {
+      const exchange: Exchange = new Exchange({
+        options: o,
+        address: backend.address,
+        protocol: backend.protocol,
+        requestHead: heads.get(backend.protocol)!,
+        body,
+        noResponseBody: req.method === 'HEAD',
+        signal: watch.userSignal,
+        onDone: (outcome) => {
           this.#inFlight.delete(exchange);
           pool.release(backend, outcome, trial);
           if (outcome.ok && channels.end.hasSubscribers) {
@@ -317,11 +328,7 @@ export class ScgiProxy {
           }
           if (this.#inFlight.size === 0) this.#notifyIdle();
         },
-        head,
-        body,
-        req.method === 'HEAD',
-        watch.userSignal,
-        (response) => {
+        onHead: (response) => {
           // Published when the head arrives, so always before `end` of the same exchange.
           if (channels.head.hasSubscribers) {
             channels.head.publish({
@@ -333,8 +340,8 @@ export class ScgiProxy {
             });
           }
         },
-        opts.recycleBody === true,
-      );
+        poolBody: opts.recycleBody === true,
+      });
       this.#inFlight.add(exchange);
       watch.exchange = exchange;
       try {

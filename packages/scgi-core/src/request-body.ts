@@ -1,10 +1,15 @@
 /**
  * Sending a request body that is a stream (the client's request, or a spooled temp file) to the
- * backend socket, with backpressure and an exact length check.
+ * backend socket, with backpressure and an exact length check; framed by the wire protocol when
+ * it is not raw (FastCGI STDIN records).
  */
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { RequestAbortedError, type ScgiError, SpoolError } from './errors.js';
+import type { WireProtocol } from './protocol.js';
+
+/** How a framed protocol wraps body bytes (protocol.ts); null for raw SCGI. */
+export type BodyFraming = Pick<WireProtocol, 'frameBody' | 'bodyEnd'>;
 
 export interface PumpHooks {
   /** The body cannot be sent (client gone, wrong length, unreadable spool file). */
@@ -25,6 +30,7 @@ export function pumpBody(
   source: Readable,
   length: number,
   fromClient: boolean,
+  framing: BodyFraming | null,
   hooks: PumpHooks,
 ): () => void {
   let sent = 0;
@@ -41,7 +47,12 @@ export function pumpBody(
       hooks.fail(new RequestAbortedError('request body longer than its Content-Length'));
       return;
     }
-    const more = socket.write(chunk);
+    let more: boolean;
+    if (framing === null) more = socket.write(chunk);
+    else {
+      more = true;
+      for (const frame of framing.frameBody(chunk)) more = socket.write(frame);
+    }
     uncork();
     if (!more) source.pause();
   };
@@ -61,6 +72,7 @@ export function pumpBody(
       return;
     }
     if (!fromClient) source.destroy();
+    if (framing?.bodyEnd) socket.write(framing.bodyEnd);
     hooks.sent();
   };
   const onSourceError = (err: Error) => {

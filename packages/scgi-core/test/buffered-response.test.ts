@@ -25,6 +25,7 @@ import {
   type UpstreamOption,
 } from '../src/index.js';
 import type { Outcome } from '../src/pool.js';
+import { scgiProtocol } from '../src/scgi-protocol.js';
 import { get } from './http-client.js';
 
 type Behaviour = (socket: Socket, env: Record<string, string>) => void;
@@ -463,15 +464,15 @@ describe('client aborts', () => {
       },
     });
     const outcomes: Outcome[] = [];
-    const exchange = new Exchange(
-      opts,
-      opts.backends[0]!.address,
-      (o) => outcomes.push(o),
-      Buffer.from('24:CONTENT_LENGTH\x000\x00SCGI\x001\x00,'),
-      { kind: 'none' },
-      false,
-      undefined,
-    );
+    const exchange = new Exchange({
+      options: opts,
+      address: opts.backends[0]!.address,
+      protocol: scgiProtocol,
+      requestHead: Buffer.from('24:CONTENT_LENGTH\x000\x00SCGI\x001\x00,'),
+      body: { kind: 'none' },
+      noResponseBody: false,
+      onDone: (o) => outcomes.push(o),
+    });
     exchange.destroy(new RequestAbortedError('the client went away'));
     await expect(exchange.start()).rejects.toMatchObject({ code: 'SCGI_ERR_REQUEST_ABORTED' });
     expect(connects).toBe(0);

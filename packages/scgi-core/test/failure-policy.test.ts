@@ -68,7 +68,7 @@ describe('local failures', () => {
     socket.cork();
     const source = new PassThrough();
     const failed = new Promise<ScgiError>((resolve) => {
-      pumpBody(socket, source, 100, false, { fail: resolve, sent: () => {} });
+      pumpBody(socket, source, 100, false, null, { fail: resolve, sent: () => {} });
     });
     source.write(Buffer.alloc(10));
     source.destroy(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' }));

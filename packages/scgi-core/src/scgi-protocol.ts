@@ -1,0 +1,24 @@
+/**
+ * SCGI as a wire protocol (protocol.ts): the request is the header netstring then the raw body,
+ * the response is the raw CGI response up to the close, and a connection carries one request
+ * (the SCGI protocol has no keep-alive: python.ca/scgi/protocol.txt).
+ */
+import type { ResponseDecoder, ResponseSink, WireProtocol } from './protocol.js';
+import { encodeScgiHead } from './scgi-head.js';
+import type { EnvInput } from './types.js';
+
+export const scgiProtocol: WireProtocol = Object.freeze({
+  name: 'scgi',
+  raw: true,
+  bodyEnd: null,
+  encodeRequestHead(env: EnvInput): Buffer {
+    return encodeScgiHead(env);
+  },
+  frameBody(chunk: Buffer): Buffer[] {
+    return [chunk];
+  },
+  createDecoder(sink: ResponseSink): ResponseDecoder {
+    // The exchange reads raw protocols itself; a decoder is only a pass-through.
+    return { push: (chunk: Buffer, lent: boolean) => sink.data(chunk, lent) };
+  },
+});
