@@ -16,6 +16,7 @@ export * from './health.js';
 export * from './hop-by-hop.js';
 export * from './netstring.js';
 export * from './options.js';
+export * from './parsed-body.js';
 export {
   Backend,
   type BackendState,
