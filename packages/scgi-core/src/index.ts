@@ -1,6 +1,5 @@
 export * from './address.js';
 export * from './balance.js';
-export * from './body-encode.js';
 export * from './cgi-env.js';
 export * from './cgi-response.js';
 export {
