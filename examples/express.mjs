@@ -33,8 +33,9 @@ const app = express();
 
 // Body parsers on other paths do not touch the proxied requests: under /app the body is
 // streamed to the backend as it arrives. (Mounted globally, `app.use(express.json())`, they
-// would read the body first; the middleware then re-encodes `req.body` for the backend, which
-// works but costs a copy, so keep them off the mount.)
+// would read the body first, and a parsed value cannot be turned back into the client's bytes:
+// such requests get 500 SCGI_ERR_BODY_CONSUMED unless the parser keeps the raw bytes with
+// `express.json({ verify: keepRawBody })`. Keep them off the mount.)
 app.use('/api', express.json());
 app.post('/api/echo', (req, res) => res.json({ received: req.body }));
 

@@ -1,6 +1,6 @@
 // Type tests for express-scgi (compiled by `npm run typecheck`, never run).
 import express from 'express';
-import scgiProxyDefault, { type ExpressScgiOptions, scgiProxy } from 'express-scgi';
+import scgiProxyDefault, { type ExpressScgiOptions, keepRawBody, scgiProxy } from 'express-scgi';
 import type { ScgiProxy } from 'scgi-core';
 import { expectTypeOf } from 'vitest';
 
@@ -37,3 +37,6 @@ const spawned = scgiProxy({ spawn: { command: 'python3', args: ['app.py', '{sock
 expectTypeOf(spawned.ready()).toEqualTypeOf<Promise<void>>();
 expectTypeOf(spawned.close(1000)).toEqualTypeOf<Promise<void>>();
 expectTypeOf(spawned.stats().queued).toEqualTypeOf<number>();
+// keepRawBody fits body-parser's `verify` option of every parser (the README's recipe).
+app.use(express.json({ verify: keepRawBody }), express.urlencoded({ verify: keepRawBody }));
+app.use(express.text({ verify: keepRawBody }), express.raw({ verify: keepRawBody }));

@@ -1,17 +1,19 @@
 /**
  * express-scgi: Express 4/5 middleware that forwards requests under its mount path to an SCGI
  * app. The engine is scgi-core; this file only maps it onto Express: SCRIPT_NAME from the mount
- * path, bodies already read by body parsers, `next(err)` before the head, a destroyed response
- * after it.
+ * path, bodies already read by body parsers (their raw bytes or an error), `next(err)` before
+ * the head, a destroyed response after it.
  */
 import { type IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream';
 import {
+  BODY_PARSER_FIX,
   type EnvPair,
-  encodeParsedBody,
   errorResponseHeaders,
   InvalidOptionError,
+  keepRawBody,
   type PoolStats,
+  parsedBodyGuard,
   recycleBodyBuffer,
   type ScgiError,
   ScgiProxy,
@@ -24,8 +26,10 @@ import {
 export interface ExpressLikeRequest extends IncomingMessage {
   originalUrl?: string;
   baseUrl?: string;
+  /** What a body parser left (`express.json()`...); never forwarded unless it is raw bytes. */
   body?: unknown;
-  _body?: boolean;
+  /** The exact bytes a parser read, kept by `verify: keepRawBody` or another middleware. */
+  rawBody?: unknown;
 }
 
 export type NextFunction = (err?: unknown) => void;
@@ -70,11 +74,6 @@ export type ScgiMiddleware = ((
 
 const ADAPTER_KEYS = new Set(['respondOnError', 'rewriteEnv', 'onResponse']);
 
-/** True when a body parser already consumed the request stream. */
-function bodyWasRead(req: ExpressLikeRequest): boolean {
-  return req._body === true || (req.body !== undefined && req.readableEnded);
-}
-
 /**
  * Creates the middleware: `app.use('/app', scgiProxy({ upstream: 'unix:/run/app.sock' }))`.
  * SCRIPT_NAME is the path the middleware is mounted at (`req.baseUrl`).
@@ -91,6 +90,13 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
   }
   const proxy = new ScgiProxy(core);
   const { respondOnError = false, rewriteEnv, onResponse } = options;
+  // A body parser mounted before the proxy: forward the raw bytes it kept, or refuse.
+  const readBody = parsedBodyGuard({
+    logger: proxy.options.logger,
+    fix: BODY_PARSER_FIX.express,
+    message:
+      'express-scgi: a body parser read the request body before the proxy; mount scgiProxy() before express.json() / urlencoded() / text(), or pass `verify: keepRawBody` to the parser (requests get 500 SCGI_ERR_BODY_CONSUMED meanwhile)',
+  });
 
   const fail = (
     err: ScgiError,
@@ -126,13 +132,11 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
       server.once('close', () => void proxy.close(0));
     }
     let body: Buffer | undefined;
-    if (bodyWasRead(req)) {
-      try {
-        body = encodeParsedBody(req.body, req.headers['content-type']);
-      } catch (err) {
-        fail(err as ScgiError, req, res, next);
-        return;
-      }
+    try {
+      body = readBody(req, req.body, req.rawBody);
+    } catch (err) {
+      fail(err as ScgiError, req, res, next);
+      return;
     }
     // No hook sees the response and Node's own res.end sends it: a small body's buffer can serve
     // a later one once sent.
@@ -217,4 +221,5 @@ function plainEnd(res: ServerResponse): boolean {
 }
 
 export default scgiProxy;
+export { keepRawBody };
 export type { EnvPair, ScgiError, ScgiResponse };

@@ -3,7 +3,7 @@
 // next(err) or answered directly, options validation.
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { Server } from 'node:http';
+import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import express from 'express';
 import express4 from 'express4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNodeApp } from '../../../examples/node-app.mjs';
-import scgiProxyDefault, { scgiProxy } from '../src/index.js';
+import scgiProxyDefault, { keepRawBody, scgiProxy } from '../src/index.js';
 
 let dir: string;
 let backend: Server;
@@ -72,15 +72,16 @@ describe.each([
     await s.close();
   });
 
-  it('re-sends bodies read by express.json / urlencoded / raw / text with the right CONTENT_LENGTH', async () => {
+  it('re-sends bodies read by express.json / urlencoded (verify: keepRawBody) / raw / text byte for byte', async () => {
     const app = makeApp();
-    app.use(express.json());
-    app.use(express.urlencoded({ extended: false }));
+    app.use(express.json({ verify: keepRawBody }));
+    app.use(express.urlencoded({ extended: false, verify: keepRawBody }));
     app.use(express.raw({ type: 'application/octet-stream' }));
     app.use(express.text());
     app.use('/app', scgiProxy({ upstream }));
     const s = await serve(app);
-    const json = JSON.stringify({ a: 'é', n: [1, 2] });
+    // Neither would survive JSON.parse + JSON.stringify or a form re-encoding.
+    const json = '{ "a": "\\u00e9", "n": [1.0, 2] }';
     const r1 = await (
       await fetch(`${s.url}/app/sha256`, {
         method: 'POST',
@@ -93,10 +94,10 @@ describe.each([
       await fetch(`${s.url}/app/sha256`, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: 'a=1&b=x%20y',
+        body: 'a=1&b=x+y%41',
       })
     ).json();
-    expect(r2).toEqual({ length: 11, sha256: sha('a=1&b=x%20y') });
+    expect(r2).toEqual({ length: 12, sha256: sha('a=1&b=x+y%41') });
     const bin = Buffer.from([0, 1, 2, 255, 254]);
     const r3 = await (
       await fetch(`${s.url}/app/sha256`, {
@@ -126,15 +127,15 @@ describe.each([
     await s.close();
   });
 
-  it('a body a parser consumed but that cannot be re-encoded is a clear 500, never a hang', async () => {
+  it('a body a parser consumed without keeping its bytes is a clear 500, never a hang', async () => {
     const app = makeApp();
     app.use((req, _res, next) => {
-      // A stand-in for a multipart parser: reads the stream, leaves an object.
+      // A stand-in for a multipart parser: reads the stream, leaves an object. No private
+      // `req._body` flag: the public stream state tells the body was read.
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        (req as unknown as { body: unknown; _body: boolean }).body = { files: chunks.length };
-        (req as unknown as { _body: boolean })._body = true;
+        (req as unknown as { body: unknown }).body = { files: chunks.length };
         next();
       });
     });
@@ -147,6 +148,44 @@ describe.each([
     });
     expect(res.status).toBe(500);
     expect(await res.json()).toMatchObject({ code: 'SCGI_ERR_BODY_CONSUMED' });
+    await s.close();
+  });
+
+  it('a body a middleware read in part is refused, never forwarded from the middle', async () => {
+    const app = makeApp();
+    let firstRead: () => void = () => {};
+    const read = new Promise<void>((resolve) => {
+      firstRead = resolve;
+    });
+    app.use((req, _res, next) => {
+      req.once('data', () => {
+        req.pause();
+        firstRead();
+        next();
+      });
+    });
+    app.use('/app', scgiProxy({ upstream, respondOnError: true }));
+    const s = await serve(app);
+    const { port } = new URL(s.url);
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(
+        { port, method: 'POST', path: '/app/sha256', headers: { 'content-length': 10 } },
+        (r) => {
+          let body = '';
+          r.setEncoding('utf8');
+          r.on('data', (c: string) => {
+            body += c;
+          });
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      req.write('12345');
+      // The rest only once the middleware took the first piece: the proxy sees a stream read.
+      void read.then(() => req.end('67890'));
+    });
+    expect(res.status).toBe(500);
+    expect(JSON.parse(res.body)).toMatchObject({ code: 'SCGI_ERR_BODY_CONSUMED' });
     await s.close();
   });
 

@@ -7,11 +7,13 @@ import { type IncomingMessage, METHODS } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, preParsingHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 import {
+  BODY_PARSER_FIX,
   type EnvPair,
-  encodeParsedBody,
   errorResponseHeaders,
   InvalidOptionError,
+  parsedBodyGuard,
   type ScgiError,
+  type ScgiLogger,
   ScgiProxy,
   type ScgiProxyOptions,
   type ScgiRequestOptions,
@@ -64,7 +66,11 @@ export interface FastifyScgiOptionsExtra {
 export interface ReplyScgiOptions {
   /** SCRIPT_NAME for this request. @default the plugin's prefix for proxy routes, "" otherwise */
   scriptName?: string;
-  /** Overrides the body (else the raw request stream, or the re-encoded parsed body). */
+  /**
+   * Overrides the body. Else the raw request stream; on a route whose body Fastify parsed, the
+   * exact bytes in `request.rawBody` (Buffer, or a UTF-8 string that provably matches), or 500
+   * `SCGI_ERR_BODY_CONSUMED`: a parsed value is never re-encoded.
+   */
   body?: ScgiRequestOptions['body'];
   rewriteEnv?: FastifyScgiOptions['rewriteEnv'];
   onResponse?: FastifyScgiOptions['onResponse'];
@@ -184,6 +190,13 @@ async function fastifyScgiPlugin(
   if (core.spawn !== undefined && core.logger === undefined)
     core.logger = fastify.log.child({ plugin: 'fastify-scgi' });
   const proxy = new ScgiProxy(core);
+  // reply.scgi() on a route whose body Fastify parsed: forward the raw bytes kept, or refuse.
+  const readBody = parsedBodyGuard({
+    logger: proxy.options.logger ?? (fastify.log.child({ plugin: 'fastify-scgi' }) as ScgiLogger),
+    fix: BODY_PARSER_FIX.fastify,
+    message:
+      'fastify-scgi: reply.scgi() on a route whose body Fastify parsed; keep the raw bytes as request.rawBody, or serve the path from the plugin prefix, whose routes read no body (requests get 500 SCGI_ERR_BODY_CONSUMED meanwhile)',
+  });
   const defaults = {
     rewriteEnv: options.rewriteEnv,
     onResponse: options.onResponse,
@@ -221,9 +234,10 @@ async function fastifyScgiPlugin(
     const hooks = config?.scgiHooks ?? defaults;
     const raw = request.raw as typeof request.raw & RawWithUrl;
     let body = opts.body;
-    if (body === undefined && request.body !== undefined) {
+    if (body === undefined) {
       try {
-        body = encodeParsedBody(request.body, request.headers['content-type']);
+        // The plugin's own routes leave the stream unread (undefined: it is streamed).
+        body = readBody(raw, request.body, (request as { rawBody?: unknown }).rawBody);
       } catch (err) {
         reply.send(err);
         return reply;

@@ -1,7 +1,9 @@
 // fastify-scgi against the Node SCGI server of scgi-core (a real backend on a Unix socket):
 // registration, options validation, hooks, the error handler, body passthrough, reply.scgi(),
 // HTTPS and HTTP/2.
+
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
 import type { AddressInfo, Server } from 'node:net';
@@ -220,13 +222,18 @@ describe('Fastify integration', () => {
     await failing.close();
   });
 
-  it('reply.scgi() serves custom routes and re-encodes parsed bodies with the right length', async () => {
+  it('reply.scgi() serves custom routes; a parsed body goes byte for byte or is refused', async () => {
     const app = await build({ routes: false }, (a) => {
       a.post('/custom', (_req, reply) => reply.scgi({ scriptName: '/custom' }));
       a.get('/custom-env', (_req, reply) => reply.scgi());
     });
-    const body = { message: 'héllo', list: [1, 2, 3] };
-    const res = await app.inject({ method: 'POST', url: '/custom?x=1', payload: body });
+    const text = 'héllo wörld';
+    const res = await app.inject({
+      method: 'POST',
+      url: '/custom?x=1',
+      headers: { 'content-type': 'text/plain; charset=utf-8' },
+      payload: text,
+    });
     // The route's URL is /custom, so PATH_INFO is "" and the app answers its index page.
     expect(res.statusCode).toBe(200);
     const env = await app.inject({ url: '/custom-env' });
@@ -236,8 +243,26 @@ describe('Fastify integration', () => {
     const sha = await build({ routes: false }, (a) => {
       a.post('/sha256', (_req, reply) => reply.scgi());
     });
-    const hashed = await sha.inject({ method: 'POST', url: '/sha256', payload: body });
-    expect(hashed.json().length).toBe(Buffer.byteLength(JSON.stringify(body)));
+    // Fastify's text parser leaves the UTF-8 string of exactly Content-Length bytes: exact.
+    const hashed = await sha.inject({
+      method: 'POST',
+      url: '/sha256',
+      headers: { 'content-type': 'text/plain' },
+      payload: text,
+    });
+    expect(hashed.json()).toEqual({
+      length: Buffer.byteLength(text),
+      sha256: createHash('sha256').update(text).digest('hex'),
+    });
+    // Its JSON parser leaves a value that cannot be turned back into the client's bytes.
+    const parsed = await sha.inject({
+      method: 'POST',
+      url: '/sha256',
+      payload: '{"id": 12345678901234567890}',
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(parsed.statusCode).toBe(500);
+    expect(parsed.json().code).toBe('SCGI_ERR_BODY_CONSUMED');
     await sha.close();
   });
 

@@ -268,7 +268,7 @@ export const InvalidAddressError = define(
 export const BodyConsumedError = define(
   'SCGI_ERR_BODY_CONSUMED',
   500,
-  'The request body was already read by a body parser and cannot be re-encoded for content type %s',
+  'The request body was already read by a body parser and cannot be forwarded byte for byte: %s',
 );
 
 // --- upstream pool -------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 export * from './address.js';
 export * from './balance.js';
-export * from './body-encode.js';
 export * from './cgi-env.js';
 export * from './cgi-response.js';
 export {
@@ -16,6 +15,7 @@ export * from './health.js';
 export * from './hop-by-hop.js';
 export * from './netstring.js';
 export * from './options.js';
+export * from './parsed-body.js';
 export {
   Backend,
   type BackendState,

@@ -248,7 +248,11 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
       default: 'none',
       doc: 'start and supervise the backends (instead of upstream)',
     },
-    { name: 'logger', default: 'none', doc: 'pino-compatible logger for workers and exchanges' },
+    {
+      name: 'logger',
+      default: "none (fastify-scgi: Fastify's)",
+      doc: 'pino-compatible logger for workers and exchanges',
+    },
     {
       name: 'connectTimeout',
       default: '10000',

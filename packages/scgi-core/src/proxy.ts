@@ -28,6 +28,7 @@ import {
 } from './options.js';
 import { Backend, type PoolStats, UpstreamPool } from './pool.js';
 import type { WireProtocol } from './protocol.js';
+import { requestBodyLength } from './request-length.js';
 import { WorkerSupervisor } from './spawn.js';
 import { spoolBody } from './spool.js';
 import type { EnvPair } from './types.js';
@@ -42,8 +43,8 @@ export interface ScgiRequestOptions {
   /** The original request-target when the framework rewrote `req.url` (Express mounts). */
   url?: string;
   /**
-   * A body to send instead of reading `req`: for bodies a framework already parsed
-   * (re-encoded bytes) or a replacement stream with a known `length`.
+   * A body to send instead of reading `req`: the exact bytes of a body a framework already read
+   * (see `parsedBodyBytes`) or a replacement stream with a known `length`.
    */
   body?: Buffer | string | { stream: Readable; length: number } | null;
   /**
@@ -64,27 +65,8 @@ export interface ScgiRequestOptions {
 
 export type { ScgiResponse } from './exchange.js';
 
-const DIGITS = /^[0-9]+$/;
 /** A Transfer-Encoding of chunked alone (Node joins repeated lines with ", "). */
 const CHUNKED_ONLY = /^[\t ]*chunked[\t ]*$/i;
-
-/** The request body, as far as the headers tell: a known length, none, or unknown (spool it). */
-function requestBodyLength(req: ProxiedRequest): number | null {
-  const cl = req.headers['content-length'];
-  if (cl !== undefined) {
-    // Node's HTTP/1 parser has already rejected malformed or conflicting values.
-    if (typeof cl === 'string' && DIGITS.test(cl)) return Number(cl);
-    return null;
-  }
-  if (req.httpVersionMajor >= 2) {
-    // HTTP/2: END_STREAM on the HEADERS frame means no body at all.
-    const stream = (req as Http2ServerRequest).stream;
-    if (stream?.endAfterHeaders) return 0;
-    return null;
-  }
-  // HTTP/1.1 (RFC 9112 §6.3): no Content-Length and no Transfer-Encoding means no body.
-  return req.headers['transfer-encoding'] === undefined ? 0 : null;
-}
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 let nextId = 0;
