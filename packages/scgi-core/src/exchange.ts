@@ -130,7 +130,10 @@ export class Exchange implements SocketUser {
     this.#signal = signal;
     this.#onHead = onHead;
     this.#poolBody = poolBody;
-    this.#parser = new CgiResponseParser({ maxHeadSize: opts.maxHeadSize });
+    this.#parser = new CgiResponseParser({
+      maxHeadSize: opts.maxHeadSize,
+      passHeaders: opts.passHeaders,
+    });
     this.promise = new Promise<ScgiResponse>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
