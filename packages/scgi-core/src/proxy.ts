@@ -17,9 +17,11 @@ import {
   RequestAbortedError,
   type ScgiError,
   TransferCodingError,
+  UpgradeError,
 } from './errors.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
 import { HealthChecker, resolveHealthCheck } from './health.js';
+import { connectionOptions } from './hop-by-hop.js';
 import {
   type ResolvedProxyOptions,
   resolveProxyOptions,
@@ -83,6 +85,18 @@ function requestBodyLength(req: ProxiedRequest): number | null {
   }
   // HTTP/1.1 (RFC 9112 §6.3): no Content-Length and no Transfer-Encoding means no body.
   return req.headers['transfer-encoding'] === undefined ? 0 : null;
+}
+
+/**
+ * An HTTP/1.1 request that asks to switch protocols (WebSocket, h2c...): `Upgrade` with the
+ * `upgrade` connection option (RFC 9110 §7.8), as Node's parser flags it. Without the option,
+ * or in HTTP/1.0 (where §7.8 says to ignore it), Upgrade is only a hop-by-hop header, dropped
+ * like the others, and the request is forwarded.
+ */
+function isUpgradeRequest(req: ProxiedRequest): boolean {
+  if (req.httpVersionMajor !== 1 || req.httpVersionMinor === 0) return false;
+  const connection = req.headers.connection;
+  return connection !== undefined && connectionOptions(connection).includes('upgrade');
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
@@ -220,6 +234,10 @@ export class ScgiProxy {
     const major = req.httpVersionMajor;
     if (major !== 1 && !(major === 2 && (req as Http2ServerRequest).stream !== undefined)) {
       throw new HttpVersionError(`HTTP/${req.httpVersion}`);
+    }
+    const upgrade = req.headers.upgrade;
+    if (upgrade !== undefined && isUpgradeRequest(req)) {
+      throw new UpgradeError(JSON.stringify(upgrade.slice(0, 64)));
     }
     const te = req.headers['transfer-encoding'];
     if (te !== undefined) {
