@@ -9,9 +9,12 @@
  * Each check counts this process's descriptors before and after: nothing may stay open.
  */
 import { createServer, type Server } from 'node:http';
+import http2 from 'node:http2';
 import net, { type AddressInfo, type Server as NetServer } from 'node:net';
 import express from 'express';
 import { scgiProxy } from 'express-scgi';
+import Fastify from 'fastify';
+import fastifyScgi from 'fastify-scgi';
 import { createScgiServer } from 'scgi-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './helpers/corpus.js';
@@ -228,6 +231,41 @@ describe('an app that answers CONNECT itself keeps it', () => {
     } finally {
       await front.close();
     }
+  });
+});
+
+describe('fastify-scgi over HTTP/2 (h2c)', () => {
+  it('CONNECT gets 405 SCGI_ERR_METHOD_NOT_ALLOWED on its stream, and the session goes on', async () => {
+    const app = Fastify({ http2: true });
+    await app.register(fastifyScgi, { upstream, prefix: '/app' });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const before = countOpenFds();
+    const session = http2.connect(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`);
+    try {
+      const ask = (headers: http2.OutgoingHttpHeaders) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const stream = session.request(headers, { endStream: headers[':method'] !== 'CONNECT' });
+          let status = 0;
+          let body = '';
+          stream.on('response', (h) => {
+            status = Number(h[':status']);
+          });
+          stream.on('data', (c: Buffer) => {
+            body += c.toString();
+          });
+          stream.on('end', () => resolve({ status, body }));
+          stream.on('error', reject);
+        });
+      const refused = await ask({ ':method': 'CONNECT', ':authority': 'example.com:443' });
+      expect(refused.status).toBe(405);
+      expect(JSON.parse(refused.body).code).toBe('SCGI_ERR_METHOD_NOT_ALLOWED');
+      const plain = await ask({ ':method': 'GET', ':path': '/app/after' });
+      expect(plain).toEqual({ status: 200, body: 'GET /after' });
+    } finally {
+      session.close();
+      await app.close();
+    }
+    await expectFdsBack(before);
   });
 });
 
