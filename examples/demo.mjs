@@ -6,7 +6,7 @@
 // Fastify and the workers and removes the sockets. Without python3 it says so and spawns the same
 // routes as Node SCGI workers (examples/node-app.mjs) instead.
 //
-//   PORT=3000 HOST=127.0.0.1 npm start
+//   PORT=3000 HOST=127.0.0.1 npm start       (HEADERS_TIMEOUT=ms bounds slow request heads)
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
@@ -42,7 +42,17 @@ if (havePython()) {
   };
 }
 
-const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info' } });
+// A client that sends its headers a byte at a time holds a connection until Node's
+// headersTimeout; Node checks it only every connectionsCheckingInterval (30 s by default), so the
+// default cut comes after 60 to 90 s. These bound it at 60 s (HEADERS_TIMEOUT + at most 10 s).
+const HEADERS_TIMEOUT = Number(process.env.HEADERS_TIMEOUT ?? 50_000);
+const CHECK_INTERVAL = Math.max(100, Math.min(10_000, Math.ceil(HEADERS_TIMEOUT / 5)));
+
+const app = Fastify({
+  logger: { level: process.env.LOG_LEVEL ?? 'info' },
+  // Fastify 5 hands `http` to http.createServer.
+  http: { headersTimeout: HEADERS_TIMEOUT, connectionsCheckingInterval: CHECK_INTERVAL },
+});
 await app.register(fastifyScgi, { prefix: '/app', spawn: spawnOptions, closeGrace: 3000 });
 app.get('/', async (_req, reply) =>
   reply

@@ -7,6 +7,7 @@
 //   UPSTREAM=unix:/run/app.sock node examples/express.mjs
 //   UPSTREAM=127.0.0.1:9000 node examples/express.mjs
 //   curl http://127.0.0.1:<port>/app/env
+//   HEADERS_TIMEOUT=ms bounds how long a client may take to send its request head
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -40,7 +41,8 @@ app.use('/api', express.json());
 app.post('/api/echo', (req, res) => res.json({ received: req.body }));
 
 // The mount: SCRIPT_NAME is the mount path ('/app'), PATH_INFO the rest.
-app.use('/app', scgiProxy({ upstream }));
+const scgi = scgiProxy({ upstream });
+app.use('/app', scgi);
 
 app.get('/', (_req, res) =>
   res.type('html').send('<p>The SCGI app is at <a href="/app/">/app/</a></p>'),
@@ -56,7 +58,17 @@ app.use((err, req, res, next) => {
   res.status(err.statusCode).json({ statusCode: err.statusCode, code: err.code });
 });
 
-const server = createServer(app);
+// A client that sends its headers a byte at a time holds a connection until headersTimeout;
+// Node checks it only every connectionsCheckingInterval (30 s by default), so the default cut
+// comes after 60 to 90 s. These bound it at 60 s (HEADERS_TIMEOUT + at most 10 s).
+const HEADERS_TIMEOUT = Number(process.env.HEADERS_TIMEOUT ?? 50_000);
+const CHECK_INTERVAL = Math.max(100, Math.min(10_000, Math.ceil(HEADERS_TIMEOUT / 5)));
+const server = createServer(
+  { headersTimeout: HEADERS_TIMEOUT, connectionsCheckingInterval: CHECK_INTERVAL },
+  app,
+);
+// CONNECT never reaches Express: attach() answers it 405 from the first request on.
+scgi.attach(server);
 
 // Ctrl-C / SIGTERM: stop taking requests, stop the backend, remove the temp dir, exit 0.
 let stopping = false;

@@ -6,10 +6,13 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { canConnect, getFreePort } from './helpers/backends.js';
+import { countOpenFds } from './helpers/http.js';
 import { makeTempDir, removeTempDir } from './helpers/tmp.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -146,7 +149,61 @@ function pidsWith(...parts: string[]): number[] {
   return pids;
 }
 
+/**
+ * A client that sends its request head one byte every 100 ms and never finishes it: resolves
+ * with what the server answered and when it closed (ms after the first byte). Gives up at `maxMs`.
+ */
+function trickle(origin: string, maxMs: number): Promise<{ ms: number; answer: string }> {
+  const { hostname, port } = new URL(origin);
+  const head = 'GET /app/env HTTP/1.1\r\nHost: x\r\nX-Slow: ';
+  return new Promise((resolve) => {
+    const socket = net.connect(Number(port), hostname);
+    const started = Date.now();
+    let sent = 0;
+    let answer = '';
+    const tick = setInterval(() => {
+      if (!socket.destroyed) socket.write(sent < head.length ? head[sent++]! : 'a');
+    }, 100);
+    const giveUp = setTimeout(() => socket.destroy(), maxMs);
+    socket.on('data', (c: Buffer) => {
+      answer += c.toString('latin1');
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      clearInterval(tick);
+      clearTimeout(giveUp);
+      resolve({ ms: Date.now() - started, answer });
+    });
+  });
+}
+
+/**
+ * The example's server cuts a trickling client within HEADERS_TIMEOUT plus its check interval
+ * (HEADERS_TIMEOUT / 5 here), and the connection's descriptor goes with it.
+ */
+async function expectSlowHeadCut(run: Running, headersTimeout: number): Promise<void> {
+  const pid = run.child.pid!;
+  const origin = new URL(run.urls[0]!).origin;
+  expect((await fetch(`${origin}/app/env`)).status).toBe(200);
+  const before = countOpenFds(pid);
+  const { ms, answer } = await trickle(origin, headersTimeout * 5);
+  expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+  expect(ms).toBeGreaterThanOrEqual(headersTimeout - 100);
+  expect(ms).toBeLessThanOrEqual(headersTimeout * 1.2 + 1000);
+  const deadline = Date.now() + 3000;
+  while (countOpenFds(pid) > before && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  expect(countOpenFds(pid)).toBeLessThanOrEqual(before);
+}
+
 describe('examples/express.mjs', () => {
+  it('cuts a client that trickles its request head within HEADERS_TIMEOUT and a check interval', async () => {
+    const run = await start('express.mjs', { HEADERS_TIMEOUT: '1500' });
+    await expectSlowHeadCut(run, 1500);
+    await stop(run);
+  });
+
   it('proxies /app with SCRIPT_NAME=/app while express.json() serves /api', async () => {
     const run = await start('express.mjs');
     expect(run.tmp).toMatch(/scgi-express-/);
@@ -313,4 +370,66 @@ describe('examples/demo.mjs', () => {
 
   it('falls back to Node SCGI workers without python3', () =>
     checkDemo({ PYTHON: join(root, 'no-such-python3') }, false));
+
+  it('cuts a client that trickles its request head within HEADERS_TIMEOUT and a check interval', async () => {
+    const run = await start('demo.mjs', {
+      PYTHON: join(root, 'no-such-python3'),
+      HEADERS_TIMEOUT: '1500',
+    });
+    await expectSlowHeadCut(run, 1500);
+    await stop(run);
+  });
+});
+
+describe("README's Express quick start", () => {
+  /** The README's Express example, as a user would paste it. */
+  function readmeExample(): string {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const blocks = [...readme.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    const block = blocks.find((b) => b.includes("from 'express-scgi'"));
+    if (block === undefined) throw new Error('README.md has no Express example');
+    return block;
+  }
+
+  it('answers a backend failure without a stack trace or file paths (NODE_ENV unset)', async () => {
+    const dir = makeTempDir('scgi-readme-');
+    const socket = join(dir, 'missing.sock');
+    const port = await getFreePort();
+    const code = readmeExample()
+      .replaceAll('unix:/run/myapp/scgi.sock', `unix:${socket}`)
+      .replace(/\b3000\b/, String(port));
+    const env: Record<string, string | undefined> = { ...process.env };
+    delete env.NODE_ENV;
+    // --input-type=module resolves the example's imports from cwd, the repo root.
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+      cwd: root,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    child.stdout!.resume();
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      const deadline = Date.now() + READY_MS;
+      while (!(await canConnect(`127.0.0.1:${port}`))) {
+        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`not up: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const res = await fetch(`http://127.0.0.1:${port}/app/env`);
+      const body = await res.text();
+      expect(res.status).toBe(502);
+      expect(body).toContain('SCGI_ERR_CONNECT');
+      // Express's default error page shows `err.stack` unless NODE_ENV=production.
+      expect(body).not.toMatch(/\bat [\w.<>]+ \(|node_modules|\.js:\d+/);
+      expect(body).not.toContain(root);
+      expect(body).not.toContain(socket);
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+      removeTempDir(dir);
+    }
+  });
 });

@@ -22,6 +22,8 @@ on nothing in scgi_server.py (uWSGI loads it with --wsgi-file). Routes (by the f
   /slow?delay=S          sleeps S seconds (at most 60), then answers
   /headers?n=N&size=S    N custom headers X-Custom-<i> whose values are S bytes long
   /unicode               UTF-8 text
+  /internal              headers meant for a front server (X-Sendfile, X-Accel-*,
+                         X-Lighttpd-Send-File) with a path on this host, beside X-Custom
 """
 import hashlib
 import html
@@ -187,13 +189,24 @@ def many_headers(environ, start_response, query):
     return _send(start_response, '200 OK', f'{n} headers\n'.encode('ascii'), extra=extra)
 
 
+def internal(environ, start_response, query):
+    return _send(start_response, '200 OK', b'internal headers\n', extra=[
+        ('X-Sendfile', '/srv/private/report.pdf'),
+        ('X-Lighttpd-Send-File', '/srv/private/report.pdf'),
+        ('X-Accel-Buffering', 'no'),
+        ('X-Accel-Expires', '0'),
+        ('X-Custom', 'kept'),
+    ])
+
+
 def unicode(environ, start_response, query):
     return _send(start_response, '200 OK', UNICODE_TEXT.encode('utf-8'))
 
 
 ROUTES = {'/': index, '/env': env, '/echo': echo, '/sha256': sha256, '/stream': stream,
           '/head': head, '/redirect': redirect, '/target': target, '/cookies': cookies,
-          '/crash': crash, '/status': status, '/slow': slow, '/headers': many_headers, '/unicode': unicode}
+          '/crash': crash, '/status': status, '/slow': slow, '/headers': many_headers, '/unicode': unicode,
+          '/internal': internal}
 
 
 def application(environ, start_response):

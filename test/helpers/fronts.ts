@@ -36,11 +36,14 @@ export async function startExpressFront(
   const { mount = '', ...rest } = options;
   const app = (version === 4 ? express4 : express)() as ReturnType<typeof express>;
   setup?.(app);
-  if (mount === '') app.use(scgiProxy(rest));
-  else app.use(mount, scgiProxy(rest));
+  const mw = scgiProxy(rest);
+  if (mount === '') app.use(mw);
+  else app.use(mount, mw);
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
+  // As the README shows: CONNECT is answered from the first request on.
+  mw.attach(server);
   const port = (server.address() as AddressInfo).port;
   return {
     name: version === 4 ? 'express4' : 'express',

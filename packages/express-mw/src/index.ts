@@ -4,7 +4,10 @@
  * path, bodies already read by body parsers (their raw bytes or an error), `next(err)` before
  * the head, a destroyed response after it.
  */
-import { type IncomingMessage, ServerResponse } from 'node:http';
+import type { EventEmitter } from 'node:events';
+import type { Server as HttpServer, IncomingMessage } from 'node:http';
+import { ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import { pipeline } from 'node:stream';
 import {
   BODY_PARSER_FIX,
@@ -15,6 +18,7 @@ import {
   type PoolStats,
   parsedBodyGuard,
   recycleBodyBuffer,
+  refuseConnect,
   type ScgiError,
   ScgiProxy,
   type ScgiProxyOptions,
@@ -70,7 +74,17 @@ export type ScgiMiddleware = ((
   close(grace?: number): Promise<void>;
   /** Per-backend state and counters. */
   stats(): PoolStats;
+  /**
+   * Ties the middleware to the HTTP server it runs on, before the first request: CONNECT gets
+   * 405 `SCGI_ERR_METHOD_NOT_ALLOWED` (Node would close the connection unanswered) and the
+   * proxy closes with the server. The middleware does both by itself when it sees its first
+   * request; `attach` covers what comes earlier. Returns `server`.
+   */
+  attach<S extends HttpServer | HttpsServer>(server: S): S;
 };
+
+/** What the middleware needs of the server a request came in on. */
+type AttachedServer = EventEmitter;
 
 const ADAPTER_KEYS = new Set(['respondOnError', 'rewriteEnv', 'onResponse']);
 
@@ -125,12 +139,17 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
 
   const servers = new WeakSet<object>();
   const close = (grace?: number) => proxy.close(grace);
+  const attachTo = (server: AttachedServer) => {
+    if (servers.has(server)) return;
+    servers.add(server);
+    server.once('close', () => void proxy.close(0));
+    // CONNECT is emitted apart from requests and never reaches Express (see scgi-core
+    // connect-method.ts): the server is the only place to answer it.
+    refuseConnect(server);
+  };
   const middleware = (req: ExpressLikeRequest, res: ServerResponse, next: NextFunction): void => {
-    const server = (req.socket as { server?: { once(e: 'close', f: () => void): void } }).server;
-    if (server !== undefined && !servers.has(server)) {
-      servers.add(server);
-      server.once('close', () => void proxy.close(0));
-    }
+    const server = (req.socket as { server?: AttachedServer }).server;
+    if (server !== undefined && !servers.has(server)) attachTo(server);
     let body: Buffer | undefined;
     try {
       body = readBody(req, req.body, req.rawBody);
@@ -177,6 +196,10 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
     close,
     stats: () => proxy.stats(),
     ready: () => proxy.ready(),
+    attach: <S extends HttpServer | HttpsServer>(server: S): S => {
+      attachTo(server as unknown as AttachedServer);
+      return server;
+    },
   });
 }
 

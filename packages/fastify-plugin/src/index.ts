@@ -12,6 +12,7 @@ import {
   errorResponseHeaders,
   InvalidOptionError,
   parsedBodyGuard,
+  refuseConnect,
   type ScgiError,
   type ScgiLogger,
   ScgiProxy,
@@ -210,6 +211,13 @@ async function fastifyScgiPlugin(
   });
   fastify.addHook('onClose', async () => {
     await proxy.close(0);
+  });
+
+  // CONNECT never reaches a route (Node emits it apart, and destroys the socket unheard): answer
+  // it 405 on the server, as nginx does, unless the app listens for it itself.
+  const stopRefusingConnect = refuseConnect(fastify.server);
+  fastify.addHook('onClose', async () => {
+    stopRefusingConnect();
   });
 
   // With `spawn`, registration waits until the workers accept connections; a worker command that

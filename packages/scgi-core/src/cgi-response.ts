@@ -29,6 +29,31 @@ export interface CgiResponseParserOptions {
    * @default 65536
    */
   maxHeadSize?: number;
+  /**
+   * Lower-case names of {@link isInternalResponseHeader internal headers} to pass to the client
+   * anyway (nginx `scgi_pass_header`). Every other internal header is left out of `headers`.
+   * @default none
+   */
+  passHeaders?: ReadonlySet<string> | readonly string[];
+}
+
+/**
+ * Response headers meant for the front server, never for the client: `X-Sendfile` (Apache
+ * mod_xsendfile, lighttpd), `X-Lighttpd-Send-File` and `X-Lighttpd-Sendfile` (lighttpd
+ * mod_fastcgi / mod_scgi), and every `X-Accel-*` (nginx: `X-Accel-Redirect`, `-Buffering`,
+ * `-Charset`, `-Expires`, `-Limit-Rate`, which nginx hides by default). They carry paths on the
+ * backend's disk and tuning for a server that is not there; `X-Accel-*` is matched as a prefix.
+ */
+const INTERNAL_HEADERS: ReadonlySet<string> = new Set([
+  'x-sendfile',
+  'x-lighttpd-send-file',
+  'x-lighttpd-sendfile',
+]);
+const INTERNAL_PREFIX = 'x-accel-';
+
+/** True for a lower-case response header name that is hidden from the client by default. */
+export function isInternalResponseHeader(name: string): boolean {
+  return INTERNAL_HEADERS.has(name) || name.startsWith(INTERNAL_PREFIX);
 }
 
 const DEFAULT_MAX_HEAD_SIZE = 65536;
@@ -47,8 +72,10 @@ const CONTENT_LENGTH = 3;
 const LOCATION = 4;
 const CONNECTION = 5;
 const HOP_BY_HOP = 6;
+const INTERNAL = 7;
 const KIND = new Map<string, number>([
   ...[...HOP_BY_HOP_HEADERS].map((name): [string, number] => [name, HOP_BY_HOP]),
+  ...[...INTERNAL_HEADERS].map((name): [string, number] => [name, INTERNAL]),
   ['status', STATUS],
   ['set-cookie', SET_COOKIE],
   ['content-length', CONTENT_LENGTH],
@@ -138,6 +165,8 @@ function quote(text: string): string {
  * - Hop-by-hop fields ({@link HOP_BY_HOP_HEADERS} and the names a `Connection` value lists,
  *   RFC 9110 §7.6.1) are left out of `headers` and named in `hopByHop`.
  * - `set-cookie` is always an array (RFC 6265 §3: never joined); other repeats are joined with ", ".
+ * - Headers for a front server ({@link isInternalResponseHeader}: `X-Sendfile`, `X-Accel-*`...)
+ *   are left out, as nginx hides `X-Accel-*`, unless named in `passHeaders`.
  *
  * A malformed head throws a typed {@link ScgiError}; the parser then stays failed and rethrows it.
  */
@@ -160,6 +189,8 @@ export class CgiResponseParser {
   #head: CgiResponseHead | null = null;
   #rest: Buffer = EMPTY;
   #error: unknown = null;
+  /** Internal headers to pass anyway; null when none (the common case: no lookup). */
+  readonly #pass: ReadonlySet<string> | null;
 
   constructor(options?: CgiResponseParserOptions) {
     const max = options?.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE;
@@ -167,6 +198,10 @@ export class CgiResponseParser {
       throw new InvalidOptionError('maxHeadSize', `must be a positive safe integer, got ${max}`);
     }
     this.#maxHeadSize = max;
+    const pass = options?.passHeaders;
+    // A Set is used as given: the engine resolves it once, not per response.
+    const set = pass === undefined ? null : pass instanceof Set ? pass : new Set(pass);
+    this.#pass = set === null || set.size === 0 ? null : set;
   }
 
   /** The bytes that followed the head in the chunk that completed it: the start of the body. Empty until {@link done}. */
@@ -273,6 +308,12 @@ export class CgiResponseParser {
     const headers = this.#headers;
     switch (KIND.get(name)) {
       case undefined:
+        // `X-Accel-*`: a prefix, so not in KIND; `x` first keeps the test off most names.
+        if (name.charCodeAt(0) === 0x78 && name.startsWith(INTERNAL_PREFIX) && !this.#passes(name))
+          return;
+        break;
+      case INTERNAL:
+        if (!this.#passes(name)) return;
         break;
       case STATUS:
         if (this.#nph) throw new ResponseStatusError('Status header after an NPH status line');
@@ -311,6 +352,10 @@ export class CgiResponseParser {
     }
     const prev = headers[name];
     headers[name] = prev === undefined ? value : `${prev as string}, ${value}`;
+  }
+
+  #passes(name: string): boolean {
+    return this.#pass?.has(name) === true;
   }
 
   #dropHopByHop(name: string): void {

@@ -26,11 +26,18 @@ export class ScgiError extends Error {
 /**
  * Headers that go with an error response, whatever the framework: `Retry-After` for the pool's
  * 503s, and `Connection: close` for a 413 or a 408, whose unread body would otherwise hold the
- * connection, and for faulty framing (RFC 9112 §6.1: close after the answer).
+ * connection, for faulty framing (RFC 9112 §6.1: close after the answer), and for a refused
+ * upgrade: Node's parser stops at the end of an upgrade request and drops the bytes that came
+ * with it (WebSocket frames, a pipelined request), so the connection cannot be trusted for more.
  */
 export function errorResponseHeaders(err: ScgiError): Record<string, string> {
   const headers: Record<string, string> = {};
-  if (err.statusCode === 413 || err.statusCode === 408 || err.code === 'SCGI_ERR_BAD_FRAMING') {
+  if (
+    err.statusCode === 413 ||
+    err.statusCode === 408 ||
+    err.code === 'SCGI_ERR_BAD_FRAMING' ||
+    err.code === 'SCGI_ERR_UPGRADE'
+  ) {
     headers.connection = 'close';
   }
   if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter);
@@ -180,6 +187,22 @@ export const HttpVersionError = define(
   'SCGI_ERR_HTTP_VERSION',
   505,
   'HTTP version %s is not supported',
+);
+/**
+ * 501, not 400: the request is valid HTTP and a server MAY ignore Upgrade (RFC 9110 §7.8), but
+ * answering it as a plain request would leave the client waiting for a 101 (RFC 6455 §4.1) while
+ * what it sends next is lost. The limit is ours: §15.6.2, "does not support the functionality".
+ */
+export const UpgradeError = define(
+  'SCGI_ERR_UPGRADE',
+  501,
+  'Upgrade to %s is not supported: the backend protocol (SCGI) cannot carry an upgraded connection',
+);
+/** CONNECT asks for a tunnel (RFC 9110 §9.3.6); a gateway to an app has none to give (as nginx). */
+export const MethodNotAllowedError = define(
+  'SCGI_ERR_METHOD_NOT_ALLOWED',
+  405,
+  'Method %s is not allowed: %s',
 );
 export const RequestTimeoutError = define(
   'SCGI_ERR_REQUEST_TIMEOUT',

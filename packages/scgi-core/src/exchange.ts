@@ -146,7 +146,10 @@ export class Exchange implements SocketUser {
     this.#signal = request.signal;
     this.#onHead = request.onHead;
     this.#poolBody = request.poolBody === true;
-    this.#parser = new CgiResponseParser({ maxHeadSize: opts.maxHeadSize });
+    this.#parser = new CgiResponseParser({
+      maxHeadSize: opts.maxHeadSize,
+      passHeaders: opts.passHeaders,
+    });
     this.promise = new Promise<ScgiResponse>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;

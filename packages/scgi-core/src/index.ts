@@ -8,6 +8,7 @@ export {
   type Connector,
   defaultConnector,
 } from './connect.js';
+export { refuseConnect } from './connect-method.js';
 export { channels as diagnosticsChannels } from './diagnostics.js';
 export * from './errors.js';
 export type { ExchangeBody, ScgiResponse, ScgiTimings } from './exchange.js';

@@ -5,6 +5,7 @@
 import { tmpdir } from 'node:os';
 import { parseAddress } from './address.js';
 import { type CgiEnvOptions, type ResolvedCgiEnvOptions, resolveCgiEnvOptions } from './cgi-env.js';
+import { isInternalResponseHeader } from './cgi-response.js';
 import { type Connector, lendingConnector } from './connect.js';
 import { InvalidOptionError } from './errors.js';
 import { type HealthCheckOptions, type ResolvedHealthCheck, resolveHealthCheck } from './health.js';
@@ -177,6 +178,15 @@ export interface ScgiProxySettings extends CgiEnvOptions {
    */
   maxHeadSize?: number;
   /**
+   * Response headers meant for a front server that are hidden from the client by default, to
+   * pass on anyway (nginx `scgi_pass_header`): any of `X-Sendfile`, `X-Lighttpd-Send-File`,
+   * `X-Lighttpd-Sendfile` and `X-Accel-*`. Hidden because they expose paths on the backend's disk
+   * (`X-Sendfile: /srv/private/report.pdf`) and tune a server that is not there. Names are
+   * case-insensitive; a name that is not hidden by default is refused (it would be a no-op).
+   * @default []
+   */
+  passHeaders?: readonly string[];
+  /**
    * Response bodies with a Content-Length up to this many bytes are collected whole before the
    * head is handed on, then sent in one write (as nginx's `scgi_buffering`); a backend that fails
    * before the end is then a clean 502 instead of a cut connection. Larger or unknown-length
@@ -210,6 +220,8 @@ export interface ResolvedProxyOptions {
   readonly spoolMemory: number;
   readonly tmpDir: string;
   readonly maxHeadSize: number;
+  /** Lower-case names of the internal response headers passed to the client. */
+  readonly passHeaders: ReadonlySet<string>;
   readonly maxBufferedBody: number;
   readonly connector: Connector;
   readonly env: ResolvedCgiEnvOptions;
@@ -299,6 +311,12 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
       default: '65536',
       doc: 'largest CGI response head',
       resolve: int('maxHeadSize', 1, 64 * 1024),
+    },
+    {
+      name: 'passHeaders',
+      default: '`[]`',
+      doc: 'internal response headers (X-Sendfile, X-Accel-*) to pass to the client',
+      resolve: (value: unknown) => resolvePassHeaders(value),
     },
     {
       name: 'maxBufferedBody',
@@ -455,6 +473,32 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
     env: resolveCgiEnvOptions(envOptions as CgiEnvOptions),
   });
 }
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+function resolvePassHeaders(value: unknown): ReadonlySet<string> {
+  if (value === undefined) return NO_NAMES;
+  if (!Array.isArray(value)) {
+    throw new InvalidOptionError('passHeaders', 'must be an array of header names');
+  }
+  const names = new Set<string>();
+  for (const [i, name] of value.entries()) {
+    if (typeof name !== 'string' || !TOKEN.test(name)) {
+      throw new InvalidOptionError(`passHeaders[${i}]`, 'must be a header name');
+    }
+    const lower = name.toLowerCase();
+    if (!isInternalResponseHeader(lower)) {
+      throw new InvalidOptionError(
+        `passHeaders[${i}]`,
+        `${name} is passed anyway; only X-Sendfile, X-Lighttpd-Send-File, X-Lighttpd-Sendfile and X-Accel-* are hidden`,
+      );
+    }
+    names.add(lower);
+  }
+  return names;
+}
+
+const NO_NAMES: ReadonlySet<string> = new Set();
 
 const UPSTREAM_HINT =
   'an address such as unix:/run/app.sock or 127.0.0.1:9000, an { address, weight, maxConnections } entry, or a list of them';

@@ -17,10 +17,12 @@ import {
   RequestAbortedError,
   type ScgiError,
   TransferCodingError,
+  UpgradeError,
 } from './errors.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
 import { mayRetryElsewhere } from './failure-policy.js';
 import { HealthChecker, resolveHealthCheck } from './health.js';
+import { connectionOptions } from './hop-by-hop.js';
 import {
   type ResolvedProxyOptions,
   resolveProxyOptions,
@@ -67,6 +69,18 @@ export type { ScgiResponse } from './exchange.js';
 
 /** A Transfer-Encoding of chunked alone (Node joins repeated lines with ", "). */
 const CHUNKED_ONLY = /^[\t ]*chunked[\t ]*$/i;
+
+/**
+ * An HTTP/1.1 request that asks to switch protocols (WebSocket, h2c...): `Upgrade` with the
+ * `upgrade` connection option (RFC 9110 §7.8), as Node's parser flags it. Without the option,
+ * or in HTTP/1.0 (where §7.8 says to ignore it), Upgrade is only a hop-by-hop header, dropped
+ * like the others, and the request is forwarded.
+ */
+function isUpgradeRequest(req: ProxiedRequest): boolean {
+  if (req.httpVersionMajor !== 1 || req.httpVersionMinor === 0) return false;
+  const connection = req.headers.connection;
+  return connection !== undefined && connectionOptions(connection).includes('upgrade');
+}
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 let nextId = 0;
@@ -206,6 +220,10 @@ export class ScgiProxy {
     const major = req.httpVersionMajor;
     if (major !== 1 && !(major === 2 && (req as Http2ServerRequest).stream !== undefined)) {
       throw new HttpVersionError(`HTTP/${req.httpVersion}`);
+    }
+    const upgrade = req.headers.upgrade;
+    if (upgrade !== undefined && isUpgradeRequest(req)) {
+      throw new UpgradeError(JSON.stringify(upgrade.slice(0, 64)));
     }
     const te = req.headers['transfer-encoding'];
     if (te !== undefined) {
