@@ -209,6 +209,11 @@ export const RequestTimeoutError = define(
   408,
   'The client sent no request body bytes for %s ms',
 );
+export const SendTimeoutError = define(
+  'SCGI_ERR_SEND_TIMEOUT',
+  408,
+  'The client took no response bytes for %s ms',
+);
 export const RequestAbortedError = define(
   'SCGI_ERR_REQUEST_ABORTED',
   400,

@@ -24,6 +24,7 @@ import {
   RequestTimeoutError,
   ResponseHeaderError,
   type ScgiError,
+  SendTimeoutError,
   UpstreamBodyError,
   UpstreamClosedError,
   UpstreamResetError,
@@ -270,9 +271,14 @@ export class Exchange implements SocketUser {
 
   /** @internal */
   onTimeout(): void {
-    // A client that does not read makes us pause the socket: that is not the backend's fault.
+    // idleTimeout ends the exchange in every state: no branch re-arms it, or a client and a
+    // backend that both stop could hold two sockets for good (issue 12 §2).
+    // The socket is paused only for a client that does not take the body: taking any of it
+    // resumes the socket (`resumeSocket`), and a read refreshes the timer. So the client took
+    // nothing for idleTimeout: its connection is cut, as nginx's send_timeout does, and the
+    // backend is charged no failure (the head came).
     if (this.#state === State.Body && this.#socket?.isPaused()) {
-      this.#socket.setTimeout(this.#opts.idleTimeout);
+      this.#failBody(new SendTimeoutError(this.#opts.idleTimeout));
       return;
     }
     // Nor is a client that stops sending its body: the pump waits for it (not paused for the

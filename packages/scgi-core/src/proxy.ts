@@ -249,7 +249,12 @@ export class ScgiProxy {
     if (known === null) {
       const spool = await spoolBody(
         req as Readable,
-        { memoryLimit: o.spoolMemory, maxBodySize: o.maxBodySize, tmpDir: o.tmpDir },
+        {
+          memoryLimit: o.spoolMemory,
+          maxBodySize: o.maxBodySize,
+          tmpDir: o.tmpDir,
+          idleTimeout: o.idleTimeout,
+        },
         watch.signal(),
       );
       return { kind: 'spooled', spool };

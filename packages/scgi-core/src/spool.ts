@@ -10,7 +10,13 @@ import { createReadStream, unlinkSync } from 'node:fs';
 import { type FileHandle, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { BodyTooLargeError, RequestAbortedError, type ScgiError, SpoolError } from './errors.js';
+import {
+  BodyTooLargeError,
+  RequestAbortedError,
+  RequestTimeoutError,
+  type ScgiError,
+  SpoolError,
+} from './errors.js';
 import { addExitCleanup, removeExitCleanup } from './exit-hooks.js';
 
 export interface SpoolOptions {
@@ -20,6 +26,12 @@ export interface SpoolOptions {
   readonly maxBodySize: number;
   /** Folder for temp files. */
   readonly tmpDir: string;
+  /**
+   * ms the client may send nothing before the read fails with `SCGI_ERR_REQUEST_TIMEOUT` (408);
+   * 0 disables. Node's parser never reports a chunk's announced size (`80000000` or
+   * `ffffffffffffffff` and then a stall look like any other stall), so this is what answers it.
+   */
+  readonly idleTimeout?: number;
 }
 
 // Temp files alive in this process. Besides dispose(), they are removed synchronously when the
@@ -103,8 +115,21 @@ export function spoolBody(
     let handle: FileHandle | null = null;
     let writing: Promise<unknown> = Promise.resolve();
     let settled = false;
+    // As nginx's client_body_timeout: the time between two reads, not for the whole body. Time
+    // spent waiting for our own disk (the source paused for a file write) is not the client's.
+    let timer: NodeJS.Timeout | null = null;
+    let diskWait = false;
+    const idle = options.idleTimeout ?? 0;
+    const onIdle = () => {
+      if (diskWait) timer!.refresh();
+      else fail(new RequestTimeoutError(idle));
+    };
 
     const cleanup = () => {
+      if (timer !== null) {
+        clearTimeout(timer);
+        timer = null;
+      }
       source.removeListener('data', onData);
       source.removeListener('end', onEnd);
       source.removeListener('error', onError);
@@ -130,6 +155,7 @@ export function spoolBody(
         });
     };
     const onData = (chunk: Buffer) => {
+      timer?.refresh();
       length += chunk.length;
       if (length > options.maxBodySize) {
         fail(new BodyTooLargeError(options.maxBodySize));
@@ -146,17 +172,21 @@ export function spoolBody(
         const pending = chunks.splice(0, chunks.length);
         pending.push(chunk);
         source.pause();
+        diskWait = true;
         writing = open(path, 'wx', 0o600).then(async (h) => {
           handle = h;
           for (const c of pending) await h.write(c);
         });
       } else {
         source.pause();
+        diskWait = true;
         const h = handle;
         writing = writing.then(() => (h ?? handle)?.write(chunk));
       }
       writing.then(
         () => {
+          diskWait = false;
+          timer?.refresh();
           if (!settled) source.resume();
         },
         (err: Error) => fail(new SpoolError(err.message, { cause: err })),
@@ -191,6 +221,7 @@ export function spoolBody(
       return;
     }
     signal?.addEventListener('abort', onAbort, { once: true });
+    if (idle > 0) timer = setTimeout(onIdle, idle);
     source.on('data', onData);
     source.on('end', onEnd);
     source.on('error', onError);
