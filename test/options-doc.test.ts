@@ -110,3 +110,54 @@ describe('unknown option keys', () => {
     await app.close();
   });
 });
+
+// Each package README (the registry's page) has a section per engine option and per adapter
+// option, headed by its name, with `Type: ... · Default: ...` whose default is the table's.
+describe('option documentation in the package READMEs', () => {
+  const pkgReadme = (dir: string) =>
+    readFileSync(new URL(`../packages/${dir}/README.md`, import.meta.url), 'utf8');
+
+  /** Option name -> the default stated under its heading (`#### \`name\`` or `name(args)`). */
+  function sections(text: string): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const m of text.matchAll(
+      /^#{2,4} `([A-Za-z]+)[(`][^\n]*\n\nType: `.*` · Default: (.+)$/gm,
+    ))
+      out.set(m[1]!, m[2]!);
+    return out;
+  }
+
+  const ADAPTERS = [
+    {
+      dir: 'fastify-plugin',
+      own: {
+        prefix: "`''`",
+        routes: '`true`',
+        rewriteEnv: 'none',
+        onResponse: 'none',
+        onError: 'none',
+      },
+    },
+    {
+      dir: 'express-mw',
+      own: { respondOnError: '`false`', rewriteEnv: 'none', onResponse: 'none' },
+    },
+    { dir: 'scgi-core', own: {} },
+  ] as const;
+
+  describe.each(ADAPTERS)('packages/$dir/README.md', ({ dir, own }) => {
+    const documented = sections(pkgReadme(dir));
+    it.each(
+      PROXY_OPTIONS.map((d) => [d.name, d.default] as const),
+    )('engine option %s has a section with default %s', (name, def) => {
+      expect(documented.get(name)).toBe(def);
+    });
+    it.each(Object.entries(own))('adapter option %s has a section with default %s', (name, def) => {
+      expect(documented.get(name)).toBe(def);
+    });
+    it('documents no option that does not exist', () => {
+      const known = new Set([...PROXY_OPTION_NAMES, ...Object.keys(own)]);
+      expect([...documented.keys()].filter((n) => !known.has(n))).toEqual([]);
+    });
+  });
+});

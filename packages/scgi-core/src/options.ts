@@ -239,6 +239,8 @@ const positiveInt = (name: string, value: unknown, fallback: number) =>
  */
 export interface OptionDescriptor {
   readonly name: string;
+  /** Its TypeScript type, as the package READMEs show it. */
+  readonly type: string;
   /** The default, as the README's option tables give it. */
   readonly default: string;
   /** One line on what it does. */
@@ -254,49 +256,62 @@ const int = (name: string, min: 0 | 1, fallback: number) => (value: unknown) =>
 /** Every option `ScgiProxy` takes, in the README's order. */
 export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
   [
-    { name: 'upstream', default: '(required)', doc: 'the backend address, entry or list' },
+    {
+      name: 'upstream',
+      type: 'string | UpstreamEntry | Array<string | UpstreamEntry>',
+      default: '(required)',
+      doc: 'the backend address, entry or list',
+    },
     {
       name: 'spawn',
+      type: 'SpawnOptions',
       default: 'none',
       doc: 'start and supervise the backends (instead of upstream)',
     },
     {
       name: 'logger',
+      type: '{ info, warn, error }',
       default: "none (fastify-scgi: Fastify's)",
       doc: 'pino-compatible logger for workers and exchanges',
     },
     {
       name: 'connectTimeout',
+      type: 'number',
       default: '10000',
       doc: 'ms to connect to a backend',
       resolve: int('connectTimeout', 0, 10_000),
     },
     {
       name: 'headersTimeout',
+      type: 'number',
       default: '60000',
       doc: 'ms from the end of the request to the response head',
       resolve: int('headersTimeout', 0, 60_000),
     },
     {
       name: 'idleTimeout',
+      type: 'number',
       default: '60000',
       doc: 'ms without traffic on the backend connection',
       resolve: int('idleTimeout', 0, 60_000),
     },
     {
       name: 'maxBodySize',
+      type: 'number',
       default: '1 GiB',
       doc: 'largest request body',
       resolve: int('maxBodySize', 0, 1024 * 1024 * 1024),
     },
     {
       name: 'spoolMemory',
+      type: 'number',
       default: '1 MiB',
       doc: 'bytes of a chunked body kept in memory before a temp file',
       resolve: int('spoolMemory', 0, 1024 * 1024),
     },
     {
       name: 'tmpDir',
+      type: 'string',
       default: '`os.tmpdir()`',
       doc: 'folder of spooled bodies',
       resolve: (value: unknown) => {
@@ -308,34 +323,49 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
     },
     {
       name: 'maxHeadSize',
+      type: 'number',
       default: '65536',
       doc: 'largest CGI response head',
       resolve: int('maxHeadSize', 1, 64 * 1024),
     },
     {
       name: 'passHeaders',
+      type: 'string[]',
       default: '`[]`',
       doc: 'internal response headers (X-Sendfile, X-Accel-*) to pass to the client',
       resolve: (value: unknown) => resolvePassHeaders(value),
     },
     {
       name: 'maxBufferedBody',
+      type: 'number',
       default: '65536',
       doc: 'response bodies up to this Content-Length are collected whole',
       resolve: int('maxBufferedBody', 0, 64 * 1024),
     },
-    { name: 'trustProxy', default: '`false`', doc: 'peers trusted for X-Forwarded-*' },
-    { name: 'params', default: 'none', doc: 'extra or overriding CGI variables' },
+    {
+      name: 'trustProxy',
+      type: 'boolean | number | string | string[] | (addr, i) => boolean',
+      default: '`false`',
+      doc: 'peers trusted for X-Forwarded-*',
+    },
+    {
+      name: 'params',
+      type: 'object | Array<[name, value]> | (req) => object | Array<[name, value]>',
+      default: 'none',
+      doc: 'extra or overriding CGI variables',
+    },
     {
       name: 'scriptName',
+      type: 'string',
       default: '`""`',
       doc: 'SCRIPT_NAME (the adapters set it from the mount)',
     },
-    { name: 'serverName', default: 'Host header', doc: 'SERVER_NAME' },
-    { name: 'serverPort', default: 'local port', doc: 'SERVER_PORT' },
-    { name: 'serverSoftware', default: '`scgi-core`', doc: 'SERVER_SOFTWARE' },
+    { name: 'serverName', type: 'string', default: 'Host header', doc: 'SERVER_NAME' },
+    { name: 'serverPort', type: 'number | string', default: 'local port', doc: 'SERVER_PORT' },
+    { name: 'serverSoftware', type: 'string', default: '`scgi-core`', doc: 'SERVER_SOFTWARE' },
     {
       name: 'connector',
+      type: 'Connector',
       default: 'TCP/Unix',
       doc: 'opens backend sockets (undici-style)',
       resolve: (value: unknown) => {
@@ -345,41 +375,62 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
         return value ?? lendingConnector;
       },
     },
-    { name: 'balance', default: "`'round-robin'`", doc: 'how a backend is chosen' },
-    { name: 'maxConnections', default: '0 (no limit)', doc: 'per-backend concurrent requests' },
+    {
+      name: 'balance',
+      type: "'round-robin' | 'least-connections' | { hash: (req) => string | undefined }",
+      default: "`'round-robin'`",
+      doc: 'how a backend is chosen',
+    },
+    {
+      name: 'maxConnections',
+      type: 'number',
+      default: '0 (no limit)',
+      doc: 'per-backend concurrent requests',
+    },
     {
       name: 'maxQueue',
+      type: 'number',
       default: '100',
       doc: 'requests that may wait for a free slot',
       resolve: int('maxQueue', 0, 100),
     },
     {
       name: 'queueTimeout',
+      type: 'number',
       default: '10000',
       doc: 'ms a request may wait in the queue',
       resolve: int('queueTimeout', 0, 10_000),
     },
     {
       name: 'maxFails',
+      type: 'number',
       default: '1',
       doc: 'failures within failTimeout that take a backend out',
       resolve: int('maxFails', 0, 1),
     },
     {
       name: 'failTimeout',
+      type: 'number',
       default: '10000',
       doc: 'the failure window, and how long a backend stays out',
       resolve: int('failTimeout', 1, 10_000),
     },
-    { name: 'maxTries', default: 'backends', doc: 'most backends one request may try' },
+    {
+      name: 'maxTries',
+      type: 'number',
+      default: 'backends',
+      doc: 'most backends one request may try',
+    },
     {
       name: 'retryTimeout',
+      type: 'number',
       default: '0',
       doc: 'ms after which no further backend is tried',
       resolve: int('retryTimeout', 0, 0),
     },
     {
       name: 'healthCheck',
+      type: 'HealthCheckOptions | false',
       default: 'off',
       doc: 'active health checks',
       resolve: (value: unknown) =>
@@ -387,6 +438,7 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
     },
     {
       name: 'closeGrace',
+      type: 'number',
       default: '10000',
       doc: 'ms requests in flight may take to finish on close',
       resolve: int('closeGrace', 0, 10_000),
