@@ -94,7 +94,7 @@ describe('name-value pairs', () => {
         ['SNOW', '☃'],
         ['NUL', 'a\0b'],
       ]),
-    ) as [string, Buffer][];
+    ) as [[string, Buffer], [string, Buffer], [string, Buffer]];
     expect(n1).toBe('CAFÉ');
     expect(v1.toString('hex')).toBe('e9');
     expect(v2.toString('hex')).toBe(Buffer.from('☃').toString('hex'));
