@@ -192,6 +192,32 @@ describe('request framing', () => {
     );
   });
 
+  it('ends PARAMS records at pair boundaries, as PHP decodes each record on its own', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.stringMatching(/^[A-Z]{1,8}$/), fc.integer({ min: 0, max: 40_000 })), {
+          minLength: 1,
+          maxLength: 12,
+        }),
+        (spec) => {
+          const pairs = spec.map(([n, len], i) => [`${n}${i}`, 'x'.repeat(len)] as const);
+          const recs = records(encodeParams(1, pairs)).filter((r) => r.content.length > 0);
+          // Every record holds whole pairs: it decodes without its neighbours.
+          const decoded = recs.flatMap((r) => decodePairs(r.content).map(([n]) => n));
+          expect(decoded).toEqual(pairs.map(([n]) => n));
+          // As few records as that allows: two neighbours never fit in one.
+          for (let i = 1; i < recs.length; i++) {
+            const firstOfNext = encodePairs([
+              pairs[decodePairs(Buffer.concat(recs.slice(0, i).map((r) => r.content))).length]!,
+            ]);
+            expect(recs[i - 1]!.content.length + firstOfNext.length).toBeGreaterThan(65535);
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
   it('a small GET is one Buffer of BEGIN_REQUEST + PARAMS + empty PARAMS + empty STDIN', () => {
     const out = encodeRequest(1, { REQUEST_METHOD: 'GET' }, { body: Buffer.alloc(0) });
     expect(records(out).map((r) => [r.type, r.content.length])).toEqual([

@@ -16,7 +16,9 @@ import {
 } from './constants.js';
 import {
   encodeHeader,
+  type PreparedPairs,
   paddingFor,
+  pairSize,
   preparePairs,
   writeBeginRequestBody,
   writeHeader,
@@ -104,8 +106,7 @@ export interface EncodeRequestOptions {
 
 /**
  * BEGIN_REQUEST + PARAMS records + the empty PARAMS record (+ the body's STDIN records + the
- * empty STDIN record), as ONE Buffer. A pair larger than a record is split across records: the
- * PARAMS stream is a byte stream (spec §3.3), which PHP-FPM and nginx both reassemble.
+ * empty STDIN record), as ONE Buffer. PARAMS records end at pair boundaries (see groupPairs).
  *
  * @throws FastcgiParamError for a pair that cannot be encoded; InvalidOptionError for a request
  *   id outside 1..65535
@@ -119,10 +120,11 @@ export function encodeRequest(
   const pad = options.pad ?? true;
   const prepared = preparePairs(params);
   const body = options.body;
+  const groups = groupPairs(prepared);
   const size =
     HEADER_LENGTH +
     BODY_LENGTH +
-    streamSize(prepared.length, pad, true) +
+    paramsSize(groups, pad) +
     (body === undefined ? 0 : streamSize(body.length, pad, true));
   const out = Buffer.allocUnsafe(size);
   let offset = writeHeader(out, 0, RecordType.BEGIN_REQUEST, id, BODY_LENGTH, 0);
@@ -132,21 +134,7 @@ export function encodeRequest(
     options.role ?? Role.RESPONDER,
     options.keepConn ?? false,
   );
-  if (prepared.length <= MAX_CONTENT_LENGTH) {
-    // The common case: the pairs go straight into their one record, no intermediate copy.
-    const padding = pad ? paddingFor(prepared.length) : 0;
-    if (prepared.length > 0) {
-      offset = writeHeader(out, offset, RecordType.PARAMS, id, prepared.length, padding);
-      offset = writePairs(out, offset, prepared);
-      out.fill(0, offset, offset + padding);
-      offset += padding;
-    }
-    offset = writeHeader(out, offset, RecordType.PARAMS, id, 0, 0);
-  } else {
-    const stream = Buffer.allocUnsafe(prepared.length);
-    writePairs(stream, 0, prepared);
-    offset = writeStream(out, offset, RecordType.PARAMS, id, stream, pad, true);
-  }
+  offset = writeParams(out, offset, id, prepared, groups, pad);
   if (body !== undefined) offset = writeStream(out, offset, RecordType.STDIN, id, body, pad, true);
   return out;
 }
@@ -155,11 +143,72 @@ export function encodeRequest(
 export function encodeParams(id: number, params: EnvInput, pad = true): Buffer {
   checkRequestId(id);
   const prepared = preparePairs(params);
-  const stream = Buffer.allocUnsafe(prepared.length);
-  writePairs(stream, 0, prepared);
-  const out = Buffer.allocUnsafe(streamSize(stream.length, pad, true));
-  writeStream(out, 0, RecordType.PARAMS, id, stream, pad, true);
+  const groups = groupPairs(prepared);
+  const out = Buffer.allocUnsafe(paramsSize(groups, pad));
+  writeParams(out, 0, id, prepared, groups, pad);
   return out;
+}
+
+/**
+ * Which pairs share a PARAMS record: consecutive pairs, as many as fit in 65,535 bytes, so no
+ * pair straddles two records. The stream is a byte stream (spec §3.3), but PHP-FPM and php-cgi
+ * decode each PARAMS record on its own and close the connection on a pair cut by a record end
+ * (measured: test/fastcgi-php.test.ts). Only a pair larger than a record is split, which
+ * spec-following applications (flup, our server) accept and PHP refuses.
+ * Returns [start, end, bytes] triples.
+ */
+function groupPairs(prepared: PreparedPairs): Array<[number, number, number]> {
+  const groups: Array<[number, number, number]> = [];
+  if (prepared.length <= MAX_CONTENT_LENGTH) {
+    // The common case: every pair in one record.
+    if (prepared.length > 0) groups.push([0, prepared.pairs.length, prepared.length]);
+    return groups;
+  }
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < prepared.pairs.length; i++) {
+    const n = pairSize(prepared, i);
+    if (bytes + n > MAX_CONTENT_LENGTH && i > start) {
+      groups.push([start, i, bytes]);
+      start = i;
+      bytes = 0;
+    }
+    bytes += n;
+  }
+  if (bytes > 0) groups.push([start, prepared.pairs.length, bytes]);
+  return groups;
+}
+
+/** Bytes of the PARAMS records of `groups` and the empty PARAMS record. */
+function paramsSize(groups: Array<[number, number, number]>, pad: boolean): number {
+  let size = HEADER_LENGTH;
+  for (const [, , bytes] of groups) size += streamSize(bytes, pad, false);
+  return size;
+}
+
+function writeParams(
+  out: Buffer,
+  offset: number,
+  id: number,
+  prepared: PreparedPairs,
+  groups: Array<[number, number, number]>,
+  pad: boolean,
+): number {
+  for (const [start, end, bytes] of groups) {
+    if (bytes <= MAX_CONTENT_LENGTH) {
+      // Pairs go straight into their record, no intermediate copy.
+      const padding = pad ? paddingFor(bytes) : 0;
+      offset = writeHeader(out, offset, RecordType.PARAMS, id, bytes, padding);
+      offset = writePairs(out, offset, prepared, start, end);
+      out.fill(0, offset, offset + padding);
+      offset += padding;
+    } else {
+      const stream = Buffer.allocUnsafe(bytes);
+      writePairs(stream, 0, prepared, start, end);
+      offset = writeStream(out, offset, RecordType.PARAMS, id, stream, pad, false);
+    }
+  }
+  return writeHeader(out, offset, RecordType.PARAMS, id, 0, 0);
 }
 
 /**

@@ -223,9 +223,25 @@ function writeString(
   return offset + n;
 }
 
-/** Writes the name-value stream of `prepared` at `offset`; returns the offset after it. */
-export function writePairs(target: Buffer, offset: number, prepared: PreparedPairs): number {
-  for (const p of prepared.pairs) {
+/** Bytes of pair `i` of `prepared` in the name-value stream. */
+export function pairSize(prepared: PreparedPairs, i: number): number {
+  const p = prepared.pairs[i]!;
+  return lengthSize(p.nameLength) + lengthSize(p.valueLength) + p.nameLength + p.valueLength;
+}
+
+/**
+ * Writes pairs `start` to `end` (exclusive; default: all) of `prepared` at `offset`; returns
+ * the offset after them.
+ */
+export function writePairs(
+  target: Buffer,
+  offset: number,
+  prepared: PreparedPairs,
+  start = 0,
+  end = prepared.pairs.length,
+): number {
+  for (let i = start; i < end; i++) {
+    const p = prepared.pairs[i]!;
     offset = writeLength(target, offset, p.nameLength);
     offset = writeLength(target, offset, p.valueLength);
     offset = writeString(target, offset, p.name, p.nameUtf8, p.nameLength);
