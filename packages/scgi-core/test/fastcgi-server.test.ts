@@ -2,8 +2,10 @@
 // own encoder and decoder (test/helpers/fastcgi-client.ts): KEEP_CONN, large bodies both ways,
 // GET_VALUES, CANT_MPX_CONN, UNKNOWN_ROLE, ABORT_REQUEST, malformed input and option checks.
 import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pseudoRandomBytes, sha256 } from '../../../test/helpers/bytes.js';
 import {
@@ -171,23 +173,29 @@ describe('createFastcgiServer', () => {
     const gate = new Promise<void>((r) => {
       resume = r;
     });
-    let buffered = 0;
+    let request: Readable | null = null;
     const s = await start((req, res) => {
-      void gate.then(async () => {
-        buffered = req.readableLength;
-        const body = await readAll(req);
-        res.end(sha256(body));
-      });
+      request = req;
+      void gate.then(async () => res.end(sha256(await readAll(req))));
     });
     const body = pseudoRandomBytes(3, 32 * 1024 * 1024);
     const conn = await FastcgiConnection.connect(s.address);
     const reply = conn.request(fcgiParams('/', body.length), body);
-    // The client cannot send everything: the server paused its socket.
-    await until(() => conn.socket.writableNeedDrain, 'the client to be held back');
+    // The server stops reading once the body stream is full, and stays stopped.
+    await until(() => s.connections[0]?.isPaused() === true, 'the server to pause its socket');
+    let last = -1;
+    let stable = 0;
+    await until(() => {
+      const read = s.connections[0]!.bytesRead;
+      stable = read === last ? stable + 1 : 0;
+      last = read;
+      return stable >= 5;
+    }, 'the server to stop reading');
+    expect(last).toBeLessThan(body.length / 4);
+    expect(request!.readableLength).toBeLessThanOrEqual(1024 * 1024);
     resume();
     const r = await reply;
     expect(r.body.toString()).toBe(sha256(body));
-    expect(buffered).toBeLessThanOrEqual(1024 * 1024);
     conn.close();
   });
 
@@ -365,6 +373,31 @@ describe('createFastcgiServer', () => {
     expect(reply.status).toBe('200 OK');
     expect(s.errors).toEqual([]);
     conn.close();
+  });
+
+  it('leaks no descriptor across kept, closed, refused and malformed connections', async () => {
+    const s = await start();
+    const fds = () => readdirSync('/proc/self/fd').length;
+    // One warm-up round, so lazily opened descriptors (libuv, the temp dir) are counted before.
+    await fastcgiRequest(s.address, fcgiParams('/env'));
+    const before = fds();
+    for (let i = 0; i < 10; i++) {
+      const conn = await FastcgiConnection.connect(s.address);
+      for (let j = 1; j <= 3; j++) {
+        await conn.request(fcgiParams('/env'), undefined, { keepConn: true, requestId: j });
+      }
+      conn.close();
+      await fastcgiRequest(s.address, fcgiParams('/sha256', 3), Buffer.from('abc'));
+      await fastcgiRequest(s.address, fcgiParams('/env'), undefined, { role: Role.FILTER });
+      const bad = await FastcgiConnection.connect(s.address);
+      bad.socket.end(Buffer.from([9, 9, 9, 9, 9, 9, 9, 9]));
+      await bad.closed;
+    }
+    await until(() => s.connections.every((c) => c.destroyed), 'every server socket to close');
+    await until(() => fds() <= before, `descriptors back to ${before} (now ${fds()})`);
+    expect(s.errors.map((e) => (e as ScgiError).code)).toEqual(
+      Array(10).fill('SCGI_ERR_FASTCGI_VERSION'),
+    );
   });
 
   it('validates options up front and names the closest known option', () => {
