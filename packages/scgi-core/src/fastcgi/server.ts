@@ -111,9 +111,12 @@ export class FastcgiServerRequest extends Readable {
     return this.#complete;
   }
 
-  /** @internal STDIN content; false when the reader wants no more for now (backpressure). */
+  /**
+   * @internal STDIN content (a view of the socket's chunk: net.Socket never reuses one, so no
+   * copy); false when the reader wants no more for now (backpressure).
+   */
   feed(content: Buffer): boolean {
-    return this.destroyed ? true : this.push(Buffer.from(content));
+    return this.destroyed ? true : this.push(content);
   }
 
   /** @internal the empty STDIN record. */
