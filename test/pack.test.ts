@@ -100,7 +100,7 @@ describe('npm pack', () => {
     expect(files).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json']));
     expect(files).toEqual(expect.arrayContaining(['dist/index.js', 'dist/index.d.ts']));
     const junk = files.filter(
-      (f) => !/^(dist\/[\w-]+\.(js|d\.ts)|README\.md|LICENSE|package\.json)$/.test(f),
+      (f) => !/^(dist\/([\w-]+\/)*[\w-]+\.(js|d\.ts)|README\.md|LICENSE|package\.json)$/.test(f),
     );
     expect(junk).toEqual([]);
   });

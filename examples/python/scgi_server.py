@@ -205,7 +205,7 @@ class _Server(socketserver.ThreadingMixIn):
     request_queue_size = 128  # listen() backlog; socketserver's default of 5 refuses bursts
 
     def setup(self, app, threads, max_head):
-        self.app, self.max_head = app, max_head
+        self.app, self.max_head, self.threads = app, max_head, threads
         self._slots = threading.BoundedSemaphore(threads)
 
     def process_request(self, request, client_address):
@@ -232,8 +232,12 @@ class TCPSCGIServer(_Server, socketserver.TCPServer):
     allow_reuse_address = True
 
 
-def make_server(app, address, threads=16, max_head=65536, mode=0o660):
-    """Bind 'unix:/path' or 'host:port' (port 0 picks a free one) and return the server."""
+def make_server(app, address, threads=16, max_head=65536, mode=0o660,
+                handler=SCGIRequestHandler):
+    """Bind 'unix:/path' or 'host:port' (port 0 picks a free one) and return the server.
+
+    `handler` serves each connection (fastcgi_server.py passes its FastCGI one).
+    """
     if address.startswith('unix:'):
         path = os.path.abspath(address[5:])
         try:
@@ -241,18 +245,18 @@ def make_server(app, address, threads=16, max_head=65536, mode=0o660):
                 os.unlink(path)  # stale socket of an earlier run; never delete a regular file
         except FileNotFoundError:
             pass
-        server = UnixSCGIServer(path, SCGIRequestHandler)
+        server = UnixSCGIServer(path, handler)
         os.chmod(path, mode)
         server.display, server.unix_path = f'unix:{path}', path
     else:
         host, _, port = address.rpartition(':')  # IPv4 only, to keep this short
-        server = TCPSCGIServer((host or '127.0.0.1', int(port)), SCGIRequestHandler)
+        server = TCPSCGIServer((host or '127.0.0.1', int(port)), handler)
         server.display, server.unix_path = '%s:%d' % server.server_address, None
     server.setup(app, threads, max_head)
     return server
 
 
-def serve(app, address, threads=16, max_head=65536, mode=0o660):
+def serve(app, address, threads=16, max_head=65536, mode=0o660, handler=SCGIRequestHandler):
     """Serve until SIGTERM or SIGINT, then close the listener, remove the socket, return."""
 
     server = None
@@ -269,7 +273,7 @@ def serve(app, address, threads=16, max_head=65536, mode=0o660):
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-    server = make_server(app, address, threads, max_head, mode)
+    server = make_server(app, address, threads, max_head, mode, handler)
     print(f'listening on {server.display}', flush=True)
     try:
         server.serve_forever()

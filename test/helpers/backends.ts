@@ -29,7 +29,7 @@ const MAX_UNIX_PATH = 107;
 export interface Backend {
   /** `unix:/abs/path` or `127.0.0.1:port`. */
   readonly address: string;
-  readonly kind: 'python' | 'uwsgi';
+  readonly kind: 'python' | 'uwsgi' | 'python-fastcgi' | 'uwsgi-fastcgi' | 'php-fpm' | 'php-cgi';
   readonly pid: number;
   /** Private temp dir holding the socket and the log file. */
   readonly dir: string;
@@ -85,7 +85,8 @@ function hookExit(): void {
   }
 }
 
-interface Managed {
+/** A spawned process with its log (for the other start helpers, e.g. ./php.ts). */
+export interface Managed {
   readonly child: ChildProcess;
   readonly pid: number;
   /** Set once the process has exited: `code 0`, `signal SIGTERM` or a spawn error. */
@@ -95,7 +96,12 @@ interface Managed {
   stop(): Promise<void>;
 }
 
-function spawnManaged(cmd: string, args: readonly string[], dir: string, cwd: string): Managed {
+export function spawnManaged(
+  cmd: string,
+  args: readonly string[],
+  dir: string,
+  cwd: string,
+): Managed {
   hookExit();
   const logPath = join(dir, 'output.log');
   const fd = openSync(logPath, 'a');
@@ -184,7 +190,7 @@ export function getFreePort(): Promise<number> {
 }
 
 /** Polls `probe` until it yields a value; fails fast, with the log tail, if the process exits. */
-async function waitReady<T>(
+export async function waitReady<T>(
   proc: Managed,
   what: string,
   probe: () => Promise<T | undefined>,
@@ -202,7 +208,7 @@ async function waitReady<T>(
   throw new Error(`${what} not ready after ${READY_TIMEOUT_MS} ms:\n${tail()}`);
 }
 
-function unixSocketPath(dir: string, name: string): string {
+export function unixSocketPath(dir: string, name: string): string {
   const path = join(dir, name);
   if (Buffer.byteLength(path) > MAX_UNIX_PATH) {
     throw new Error(`Unix socket path too long (${path}); set TMPDIR to a shorter directory`);
@@ -302,7 +308,12 @@ export async function startUwsgi(options: UwsgiOptions): Promise<Backend> {
   }
 }
 
-function backend(kind: Backend['kind'], address: string, proc: Managed, dir: string): Backend {
+export function backend(
+  kind: Backend['kind'],
+  address: string,
+  proc: Managed,
+  dir: string,
+): Backend {
   let stopped: Promise<void> | undefined;
   return {
     address,
@@ -401,13 +412,23 @@ ${SCGI_PARAMS}
 }
 
 /** nginx in the foreground, single process, everything in a temp dir, `scgi_pass` to upstream. */
-export async function startNginx(options: NginxOptions): Promise<Peer> {
+export function startNginx(options: NginxOptions): Promise<Peer> {
+  return startNginxWith((dir, port) => nginxConfig(dir, port, options));
+}
+
+/**
+ * nginx in the foreground with the config `makeConfig(dir, port)` returns: it must listen on
+ * 127.0.0.1:port and keep its pid, logs and temp paths in `dir` (./fastcgi-backends.ts).
+ */
+export async function startNginxWith(
+  makeConfig: (dir: string, port: number) => string,
+): Promise<Peer> {
   const nginx = findBinary('nginx') ?? '/usr/sbin/nginx';
   for (let attempt = 1; ; attempt++) {
     const dir = makeTempDir('scgi-ng-');
     const port = await getFreePort();
     const conf = join(dir, 'nginx.conf');
-    writeFileSync(conf, nginxConfig(dir, port, options));
+    writeFileSync(conf, makeConfig(dir, port));
     // -e: log startup errors here, not to /var/log/nginx (unwritable without root).
     const proc = spawnManaged(
       nginx,

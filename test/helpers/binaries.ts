@@ -6,7 +6,7 @@
  * silently skipping the tests that matter most.
  */
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readdirSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** nginx lives in /usr/sbin, which is often missing from a non-root PATH. */
@@ -17,6 +17,8 @@ export const DEBIAN_PACKAGES: Readonly<Record<string, string>> = Object.freeze({
   uwsgi: 'uwsgi-core uwsgi-plugin-python3',
   nginx: 'nginx-light',
   python3: 'python3',
+  'php-fpm': 'php-fpm',
+  'php-cgi': 'php-cgi',
 });
 
 const found = new Map<string, string | undefined>();
@@ -35,6 +37,22 @@ export function findBinary(name: string): string | undefined {
       break;
     } catch {
       // not here
+    }
+  }
+  // Debian names PHP-FPM after its version only (/usr/sbin/php-fpm8.2): take the highest.
+  if (hit === undefined && name === 'php-fpm') {
+    for (const dir of dirs) {
+      let names: string[] = [];
+      try {
+        names = readdirSync(dir).filter((n) => /^php-fpm\d+(\.\d+)?$/.test(n));
+      } catch {
+        continue;
+      }
+      const best = names.sort((a, b) => a.localeCompare(b, 'en', { numeric: true })).at(-1);
+      if (best !== undefined) {
+        hit = join(dir, best);
+        break;
+      }
     }
   }
   found.set(name, hit);
@@ -75,7 +93,7 @@ function uwsgiHasPython3(path: string): boolean {
 }
 
 /** `requireBinary` with the package names of `.ci/run`; `uwsgi` also needs its python3 plugin. */
-export function has(name: 'uwsgi' | 'nginx' | 'python3'): boolean {
+export function has(name: 'uwsgi' | 'nginx' | 'python3' | 'php-fpm' | 'php-cgi'): boolean {
   return requireBinary(
     name,
     DEBIAN_PACKAGES[name] ?? name,

@@ -44,3 +44,33 @@ createScgiServer((req, res) => {
 });
 const err = new ScgiError();
 expectTypeOf(err.code).toBeString();
+
+// FastCGI building blocks.
+import {
+  createFastcgiServer,
+  encodeRequest,
+  encodeStdin,
+  type FastcgiHandler,
+  FastcgiResponseDecoder,
+  FastcgiRole,
+} from 'scgi-core';
+
+expectTypeOf(
+  encodeRequest(1, { REQUEST_METHOD: 'GET' }, { keepConn: true }),
+).toEqualTypeOf<Buffer>();
+expectTypeOf(encodeStdin(1, Buffer.alloc(1))).toEqualTypeOf<Buffer[]>();
+// @ts-expect-error values are strings or Buffers
+encodeRequest(1, { CONTENT_LENGTH: 0 });
+const fcgiHandler: FastcgiHandler = (req, res) => {
+  expectTypeOf(req.env).toEqualTypeOf<Readonly<Record<string, string>>>();
+  expectTypeOf(req.contentLength).toEqualTypeOf<number | null>();
+  res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+};
+createFastcgiServer(fcgiHandler, { maxParamsSize: 1024 });
+// @ts-expect-error unknown option
+createFastcgiServer(fcgiHandler, { maxParamSize: 1024 });
+new FastcgiResponseDecoder({
+  onStdout: (c) => expectTypeOf(c).toEqualTypeOf<Buffer>(),
+  onEnd: (e) => expectTypeOf(e.protocolStatus).toBeNumber(),
+}).push(Buffer.alloc(0));
+expectTypeOf(FastcgiRole.RESPONDER).toEqualTypeOf<1>();

@@ -286,6 +286,33 @@ export const ResponseStatusError = define(
   'The SCGI backend sent an invalid status: %s',
 );
 
+// --- FastCGI records (src/fastcgi/) -------------------------------------------------------
+export const FastcgiVersionError = define(
+  'SCGI_ERR_FASTCGI_VERSION',
+  502,
+  'FastCGI record has version %s; only version 1 exists',
+);
+export const FastcgiRecordError = define(
+  'SCGI_ERR_FASTCGI_RECORD',
+  502,
+  'Unexpected FastCGI record: %s',
+);
+export const FastcgiTruncatedError = define(
+  'SCGI_ERR_FASTCGI_TRUNCATED',
+  502,
+  'The FastCGI connection ended %s',
+);
+export const FastcgiPairsError = define(
+  'SCGI_ERR_FASTCGI_PAIRS',
+  502,
+  'Malformed FastCGI name-value pairs: %s',
+);
+export const FastcgiParamError = define(
+  'SCGI_ERR_FASTCGI_PARAM',
+  500,
+  'FastCGI parameter %s cannot be encoded: %s',
+);
+
 // --- configuration -----------------------------------------------------------------------
 export const InvalidOptionError = define('SCGI_ERR_INVALID_OPTION', 500, 'Invalid option %s: %s');
 export const InvalidAddressError = define(

@@ -4,7 +4,8 @@
  * closes the connection without an answer (there is no protocol to answer it with).
  */
 import { createServer, type Server, type ServerOpts, type Socket } from 'node:net';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { CgiServerResponse } from './cgi-server-response.js';
 import { InvalidOptionError, type ScgiError, UpstreamBodyError } from './errors.js';
 import { ScgiHeadDecoder } from './scgi-head.js';
 
@@ -81,143 +82,26 @@ export class ScgiServerRequest extends Readable {
 }
 
 /**
- * The response side: `writeHead()` / `setHeader()` then `write()` / `end()`, written as a CGI
- * response (`Status: NNN reason` + headers + blank line + raw body). It is a Writable, so
- * `pipeline(source, res)` works.
+ * The SCGI response: the CGI response goes out raw on the socket, and the end of the response
+ * is the end of the connection (SCGI has no other framing).
  */
-export class ScgiServerResponse extends Writable {
-  readonly socket: Socket;
-  statusCode = 200;
-  statusMessage = '';
-  #headers = new Map<string, [string, string | string[]]>();
-  #headSent = false;
-
-  constructor(socket: Socket) {
-    super({ highWaterMark: 64 * 1024 });
-    this.socket = socket;
+export class ScgiServerResponse extends CgiServerResponse {
+  protected override output(data: Buffer[], cb?: (err?: Error | null) => void): void {
+    const last = data.length - 1;
+    if (last > 0) this.socket.cork();
+    for (let i = 0; i < last; i++) this.socket.write(data[i]!);
+    this.socket.write(data[last]!, cb);
+    if (last > 0) this.socket.uncork();
   }
 
-  get headersSent(): boolean {
-    return this.#headSent;
+  protected override finish(cb: (err?: Error | null) => void): void {
+    this.socket.end(cb);
   }
 
-  setHeader(name: string, value: string | number | readonly string[]): this {
-    if (this.#headSent) throw new Error('headers already sent');
-    const v = Array.isArray(value) ? value.map(String) : String(value);
-    checkHeader(name, v);
-    this.#headers.set(name.toLowerCase(), [name, v]);
-    return this;
-  }
-
-  getHeader(name: string): string | string[] | undefined {
-    return this.#headers.get(name.toLowerCase())?.[1];
-  }
-
-  removeHeader(name: string): void {
-    this.#headers.delete(name.toLowerCase());
-  }
-
-  writeHead(
-    statusCode: number,
-    reason?: string | Record<string, string | number | readonly string[]>,
-    headers?: Record<string, string | number | readonly string[]>,
-  ): this {
-    if (typeof reason === 'object') {
-      headers = reason;
-      reason = undefined;
-    }
-    if (!Number.isInteger(statusCode) || statusCode < 100 || statusCode > 999) {
-      throw new RangeError(`invalid status code ${statusCode}`);
-    }
-    this.statusCode = statusCode;
-    if (reason !== undefined) this.statusMessage = reason;
-    for (const [k, v] of Object.entries(headers ?? {})) this.setHeader(k, v);
-    return this;
-  }
-
-  /** Builds the head once, as a single buffer. */
-  #head(): Buffer {
-    this.#headSent = true;
-    const reason = (this.statusMessage || REASONS[this.statusCode] || 'Unknown').replace(
-      /[\r\n]/g,
-      ' ',
-    );
-    let text = `Status: ${this.statusCode} ${reason}\r\n`;
-    for (const [name, value] of this.#headers.values()) {
-      if (Array.isArray(value)) for (const v of value) text += `${name}: ${v}\r\n`;
-      else text += `${name}: ${value}\r\n`;
-    }
-    return Buffer.from(`${text}\r\n`, 'latin1');
-  }
-
-  /** Sends the head now, before any body byte (for streaming responses). */
-  flushHeaders(): void {
-    if (!this.#headSent) this.socket.write(this.#head());
-  }
-
-  /** True once a write failed because the peer went away (EPIPE, ECONNRESET). */
-  #peerGone = false;
-
-  /** Wraps a socket callback: its error means the connection failed, not the app. */
-  #onSocket(cb: (err?: Error | null) => void): (err?: Error | null) => void {
-    return (err) => {
-      if (err) this.#peerGone = true;
-      cb(err);
-    };
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (!this.#headSent) {
-      this.socket.cork();
-      this.socket.write(this.#head());
-      this.socket.write(chunk, this.#onSocket(cb));
-      this.socket.uncork();
-    } else {
-      this.socket.write(chunk, this.#onSocket(cb));
-    }
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    if (!this.#headSent) this.socket.write(this.#head());
-    this.socket.end(this.#onSocket(cb));
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (err) this.socket.destroy();
-    // A peer that went away (the proxy dropped the request) ends the response like a 'close' of
-    // http.ServerResponse: an 'error' only for an app that listens, never an uncaught one that
-    // crashes the server. Errors of the app's own making (write after end) still surface.
-    cb(this.#peerGone && this.listenerCount('error') === 0 ? null : err);
+  protected override abort(): void {
+    this.socket.destroy();
   }
 }
-
-function checkHeader(name: string, value: string | string[]): void {
-  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name))
-    throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
-  for (const v of Array.isArray(value) ? value : [value]) {
-    if (/[\0\r\n]/.test(v)) throw new TypeError(`invalid value for header ${name}`);
-  }
-}
-
-const REASONS: Record<number, string> = {
-  200: 'OK',
-  201: 'Created',
-  204: 'No Content',
-  301: 'Moved Permanently',
-  302: 'Found',
-  303: 'See Other',
-  304: 'Not Modified',
-  307: 'Temporary Redirect',
-  308: 'Permanent Redirect',
-  400: 'Bad Request',
-  403: 'Forbidden',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  413: 'Content Too Large',
-  500: 'Internal Server Error',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-};
 
 export type ScgiHandler = (req: ScgiServerRequest, res: ScgiServerResponse) => void;
 
