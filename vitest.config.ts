@@ -7,6 +7,7 @@ export default defineConfig({
   resolve: {
     // Tests run against the TypeScript sources; test/exports.test.ts checks the built packages.
     alias: {
+      'scgi-core/adapter': src('./packages/scgi-core/src/adapter.ts'),
       'scgi-core': src('./packages/scgi-core/src/index.ts'),
       'fastify-scgi': src('./packages/fastify-plugin/src/index.ts'),
       'express-scgi': src('./packages/express-mw/src/index.ts'),

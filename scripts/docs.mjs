@@ -1,6 +1,6 @@
 // Writes the generated parts of the package READMEs (the registry's page of each package): one
 // section per engine option with its type and default, and the error-code table. The sources are
-// the engine's descriptor table (PROXY_OPTIONS, packages/scgi-core/src/options.ts), the error
+// the engine's descriptor table (PROXY_OPTIONS, packages/scgi-core/src/engine/options.ts), the error
 // registry (listErrorCodes, packages/scgi-core/src/errors.ts) and, for the prose, the root
 // README's option and error tables, which test/options-doc.test.ts and test/error-docs.test.ts
 // already hold to those two. test/package-readmes.test.ts checks the output is up to date.

@@ -290,7 +290,7 @@ describe.each(BACKENDS)('corpus (faults) -> $name', (spec) => {
         // The backend closes with the upload unread while we still write it: our next write
         // may fail (EPIPE, or a reset over TCP) before its answer is read, and Node then
         // destroys the socket with the answer unread: a 502. Which comes first is a race
-        // (see pumpBody in request-body.ts). Either way the connection must serve
+        // (see pumpBody in http/request-body.ts). Either way the connection must serve
         // the next request.
         expect([413, 502]).toContain(got.first);
         expect(got.closes).toBe(false);

@@ -17,7 +17,7 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const NODE_APP = join(ROOT, 'examples', 'node-app.mjs');
 
 export type WorkerKind = 'python' | 'uwsgi' | 'node';
-// scgi-core's index does not re-export spawn.ts's types; reach them through the proxy options.
+// scgi-core's index does not re-export upstream/spawn.ts's types; reach them through the proxy options.
 export type SpawnOptions = NonNullable<ScgiProxyOptions['spawn']>;
 export type ScgiLogger = NonNullable<ScgiProxyOptions['logger']>;
 

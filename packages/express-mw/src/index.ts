@@ -10,21 +10,23 @@ import { ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { pipeline } from 'node:stream';
 import {
-  BODY_PARSER_FIX,
   type EnvPair,
-  errorResponseHeaders,
   InvalidOptionError,
   keepRawBody,
   type PoolStats,
-  parsedBodyGuard,
-  recycleBodyBuffer,
-  refuseConnect,
   type ScgiError,
   ScgiProxy,
   type ScgiProxyOptions,
   type ScgiResponse,
-  splitAdapterOptions,
 } from 'scgi-core';
+import {
+  BODY_PARSER_FIX,
+  errorResponseHeaders,
+  parsedBodyGuard,
+  recycleBodyBuffer,
+  refuseConnect,
+  splitAdapterOptions,
+} from 'scgi-core/adapter';
 
 /** The parts of an Express request this middleware reads (Express 4 and 5 both have them). */
 export interface ExpressLikeRequest extends IncomingMessage {
@@ -144,7 +146,7 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
     servers.add(server);
     server.once('close', () => void proxy.close(0));
     // CONNECT is emitted apart from requests and never reaches Express (see scgi-core
-    // connect-method.ts): the server is the only place to answer it.
+    // http/connect-method.ts): the server is the only place to answer it.
     refuseConnect(server);
   };
   const middleware = (req: ExpressLikeRequest, res: ServerResponse, next: NextFunction): void => {

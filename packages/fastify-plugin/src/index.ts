@@ -7,20 +7,22 @@ import { type IncomingMessage, METHODS } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, preParsingHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
 import {
-  BODY_PARSER_FIX,
   type EnvPair,
-  errorResponseHeaders,
   InvalidOptionError,
-  parsedBodyGuard,
-  refuseConnect,
   type ScgiError,
   type ScgiLogger,
   ScgiProxy,
   type ScgiProxyOptions,
   type ScgiRequestOptions,
   type ScgiResponse,
-  splitAdapterOptions,
 } from 'scgi-core';
+import {
+  BODY_PARSER_FIX,
+  errorResponseHeaders,
+  parsedBodyGuard,
+  refuseConnect,
+  splitAdapterOptions,
+} from 'scgi-core/adapter';
 
 export interface FastifyScgiHookContext {
   request: FastifyRequest;

@@ -59,7 +59,7 @@ export interface ScgiErrorConstructor {
 }
 
 /**
- * What a failure means for the pool; read by `failure-policy.ts` alone.
+ * What a failure means for the pool; read by `engine/failure-policy.ts` alone.
  * - `chargesBackend`: it counts against the backend's health (nginx `max_fails` with the default
  *   `proxy_next_upstream error timeout`). Only failures of the backend itself: a local failure
  *   (no file descriptor left, a spool file that cannot be read) or the client's never does.

@@ -1,18 +1,44 @@
-export * from './address.js';
-export * from './balance.js';
-export * from './cgi-env.js';
-export * from './cgi-response.js';
-export { CgiServerResponse } from './cgi-server-response.js';
+/**
+ * scgi-core's public API, by room (see docs/architecture.md). What only framework adapters need
+ * is in `scgi-core/adapter` (adapter.ts); the rest of src/ is internal.
+ */
+
+// The CGI layer: environment, request paths, response parsing, hop-by-hop rules.
+export * from './cgi/env.js';
+export * from './cgi/hop-by-hop.js';
+export * from './cgi/request-path.js';
+export * from './cgi/response-parser.js';
+export { CgiServerResponse } from './cgi/server-response.js';
+export { channels as diagnosticsChannels } from './engine/diagnostics.js';
+export type { ExchangeBody, ScgiResponse, ScgiTimings } from './engine/exchange.js';
+// The engine: a proxy to a backend or a pool, its options and responses.
 export {
-  type ConnectCallback,
-  type ConnectOptions,
-  type Connector,
-  defaultConnector,
-} from './connect.js';
-export { refuseConnect } from './connect-method.js';
-export { channels as diagnosticsChannels } from './diagnostics.js';
+  type BalanceOption,
+  type OptionDescriptor,
+  PROXY_OPTION_NAMES,
+  PROXY_OPTIONS,
+  type ResolvedProxyOptions,
+  resolveProxyOptions,
+  type ScgiProxyOptions,
+  type ScgiProxySettings,
+  type UpstreamChoice,
+  type UpstreamEntry,
+  type UpstreamOption,
+} from './engine/options.js';
+export type {
+  ResponseDecoder,
+  ResponseSink,
+  WireProtocol,
+} from './engine/protocol.js';
+export {
+  type ProxiedRequest,
+  type ProxiedResponse,
+  ScgiProxy,
+  type ScgiRequestOptions,
+} from './engine/proxy.js';
+// Errors: one class per failure, stable SCGI_ERR_* codes.
 export * from './errors.js';
-export type { ExchangeBody, ScgiResponse, ScgiTimings } from './exchange.js';
+// FastCGI: records, request encoder, response decoder and a Node FastCGI server.
 export {
   ProtocolStatus as FastcgiProtocolStatus,
   RecordType as FastcgiRecordType,
@@ -36,29 +62,25 @@ export {
   paddingFor,
 } from './fastcgi/records.js';
 export * from './fastcgi/server.js';
-export * from './health.js';
-export * from './hop-by-hop.js';
-export * from './netstring.js';
-export * from './options.js';
-export * from './parsed-body.js';
-export {
-  Backend,
-  type BackendState,
-  type BackendStats,
-  type Outcome,
-  type PoolStats,
-  UpstreamPool,
-} from './pool.js';
-export * from './proxy.js';
-export * from './request-path.js';
-export * from './scgi-head.js';
-export * from './server.js';
-export {
-  type ResolvedSpawnOptions,
-  type ScgiLogger,
-  type SpawnOptions,
-  WorkerSupervisor,
-} from './spawn.js';
-export { liveSpoolFiles, SpooledBody, type SpoolOptions, spoolBody } from './spool.js';
+// The HTTP side: bodies that a parser read, spooling bodies of unknown length.
+export { keepRawBody, type RawBodyRequest } from './http/parsed-body.js';
+export { liveSpoolFiles, SpooledBody, type SpoolOptions, spoolBody } from './http/spool.js';
+export * from './scgi/head.js';
+
+// SCGI: netstrings, the header block, the protocol and a Node SCGI server.
+export * from './scgi/netstring.js';
+export { scgiProtocol } from './scgi/protocol.js';
+export * from './scgi/server.js';
 export type * from './types.js';
-export { recycleBodyBuffer } from './upstream-response.js';
+// The upstream side: addresses, balancing, health checks, connectors, spawned workers.
+export * from './upstream/address.js';
+export * from './upstream/balance.js';
+export {
+  type ConnectCallback,
+  type ConnectOptions,
+  type Connector,
+  defaultConnector,
+} from './upstream/connect.js';
+export * from './upstream/health.js';
+export type { BackendState, BackendStats, PoolStats } from './upstream/pool.js';
+export type { ScgiLogger, SpawnOptions } from './upstream/spawn.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseAddress } from '../src/address.js';
+import { parseAddress } from '../src/upstream/address.js';
 
 describe('parseAddress', () => {
   it.each([

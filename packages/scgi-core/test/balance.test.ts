@@ -7,7 +7,7 @@ import {
   HashRing,
   pickLeastConnections,
   pickRoundRobin,
-} from '../src/balance.js';
+} from '../src/upstream/balance.js';
 
 interface B extends Balanceable {
   name: string;

@@ -6,7 +6,7 @@ import {
   POOLED_SIZE,
   pooledBodyBuffers,
   takeBodyBuffer,
-} from '../src/body-pool.js';
+} from '../src/http/body-pool.js';
 
 describe('body buffer pool', () => {
   it('hands a given-back buffer out again, and never one still in use', () => {

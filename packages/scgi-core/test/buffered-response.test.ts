@@ -13,7 +13,7 @@ import {
 import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
 import { text } from 'node:stream/consumers';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Exchange } from '../src/exchange.js';
+import { Exchange } from '../src/engine/exchange.js';
 import {
   RequestAbortedError,
   resolveProxyOptions,
@@ -24,8 +24,8 @@ import {
   type ScgiResponse,
   type UpstreamOption,
 } from '../src/index.js';
-import type { Outcome } from '../src/pool.js';
-import { scgiProtocol } from '../src/scgi-protocol.js';
+import { scgiProtocol } from '../src/scgi/protocol.js';
+import type { Outcome } from '../src/upstream/pool.js';
 import { get } from './http-client.js';
 
 type Behaviour = (socket: Socket, env: Record<string, string>) => void;

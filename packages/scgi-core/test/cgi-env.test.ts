@@ -11,7 +11,7 @@ import {
   type CgiRequest,
   type ResolvedCgiEnvOptions,
   resolveCgiEnvOptions,
-} from '../src/cgi-env.js';
+} from '../src/cgi/env.js';
 import type { EnvPair } from '../src/types.js';
 
 type Json = string | { hex: string };

@@ -1,12 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { connectionOptions, HOP_BY_HOP_HEADERS } from '../src/cgi/hop-by-hop.js';
 import {
   CgiResponseParser,
   type CgiResponseParserOptions,
   parseCgiResponseHead,
-} from '../src/cgi-response.js';
+} from '../src/cgi/response-parser.js';
 import { ScgiError } from '../src/errors.js';
-import { connectionOptions, HOP_BY_HOP_HEADERS } from '../src/hop-by-hop.js';
 import type { CgiResponseHead } from '../src/types.js';
 
 const bytes = (text: string): Buffer => Buffer.from(text, 'latin1');

@@ -1,4 +1,4 @@
-// The failure policy lives in the error registry and is read by failure-policy.ts alone: which
+// The failure policy lives in the error registry and is read by engine/failure-policy.ts alone: which
 // failures charge a backend, which may move to another backend, and that local failures (no
 // descriptor left, an unreadable spool file) never charge one.
 import { spawnSync } from 'node:child_process';
@@ -6,7 +6,8 @@ import { createServer, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { chargesBackend, mayRetryElsewhere } from '../src/failure-policy.js';
+import { chargesBackend, mayRetryElsewhere } from '../src/engine/failure-policy.js';
+import { pumpBody } from '../src/http/request-body.js';
 import {
   ConnectError,
   HeadersTimeoutError,
@@ -16,7 +17,6 @@ import {
   SpoolError,
   UpstreamResetError,
 } from '../src/index.js';
-import { pumpBody } from '../src/request-body.js';
 
 /** nginx's `proxy_next_upstream error timeout` and `max_fails`: the backend's own failures. */
 const CHARGED = [

@@ -8,7 +8,7 @@ import {
   encodeNetstring,
   NetstringDecoder,
   type NetstringDecoderOptions,
-} from '../src/netstring.js';
+} from '../src/scgi/netstring.js';
 
 // The `netstring` package (CommonJS, 2011) serves as an independent oracle.
 interface NetstringOracle {

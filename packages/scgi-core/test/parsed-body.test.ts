@@ -11,7 +11,7 @@ import {
   parsedBodyBytes,
   parsedBodyGuard,
   requestBodyConsumed,
-} from '../src/parsed-body.js';
+} from '../src/http/parsed-body.js';
 
 type Decide = (req: IncomingMessage | http2.Http2ServerRequest, body: Buffer) => unknown;
 

@@ -2,9 +2,9 @@
 // window ends, for each backend that went down, not only the first.
 import { setTimeout as delay } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { parseAddress } from '../src/address.js';
 import { ConnectError, RequestAbortedError } from '../src/errors.js';
-import { Backend, type Outcome, UpstreamPool } from '../src/pool.js';
+import { parseAddress } from '../src/upstream/address.js';
+import { Backend, type Outcome, UpstreamPool } from '../src/upstream/pool.js';
 
 const FAIL: Outcome = { ok: false, failure: true, error: new ConnectError() };
 const OK: Outcome = { ok: true, failure: false, headMs: 1 };

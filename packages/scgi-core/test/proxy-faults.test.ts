@@ -17,7 +17,7 @@ import {
 } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ScgiProxy, type ScgiProxyOptions } from '../src/index.js';
-import { ScgiHeadDecoder } from '../src/scgi-head.js';
+import { ScgiHeadDecoder } from '../src/scgi/head.js';
 import { get } from './http-client.js';
 
 type Behaviour = (socket: Socket, env: Record<string, string>, body: Buffer) => void;

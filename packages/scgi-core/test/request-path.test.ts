@@ -6,7 +6,7 @@ import {
   scriptNameProblem,
   splitRequestTarget,
   splitScriptName,
-} from '../src/request-path.js';
+} from '../src/cgi/request-path.js';
 
 const latin1 = (b: Buffer) => b.toString('latin1');
 

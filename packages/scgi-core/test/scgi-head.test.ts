@@ -2,14 +2,14 @@ import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ScgiError } from '../src/errors.js';
-import { encodeNetstring } from '../src/netstring.js';
 import {
   decodeScgiHead,
   encodeScgiHead,
   type ScgiHead,
   ScgiHeadDecoder,
   type ScgiHeadDecoderOptions,
-} from '../src/scgi-head.js';
+} from '../src/scgi/head.js';
+import { encodeNetstring } from '../src/scgi/netstring.js';
 import type { EnvPair, EnvValue } from '../src/types.js';
 
 const oracle = createRequire(import.meta.url)('netstring') as {

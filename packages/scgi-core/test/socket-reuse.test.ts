@@ -13,7 +13,9 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAddress } from '../src/address.js';
+import { ScgiProxy } from '../src/index.js';
+import { encodeScgiHead, ScgiHeadDecoder } from '../src/scgi/head.js';
+import { parseAddress } from '../src/upstream/address.js';
 import {
   bindSocket,
   type Connector,
@@ -21,9 +23,7 @@ import {
   lendingConnector,
   releaseSocket,
   type SocketUser,
-} from '../src/connect.js';
-import { ScgiProxy } from '../src/index.js';
-import { encodeScgiHead, ScgiHeadDecoder } from '../src/scgi-head.js';
+} from '../src/upstream/connect.js';
 import { get } from './http-client.js';
 
 let backend: NetServer;

@@ -27,7 +27,7 @@ beforeAll(() => {
 const scripts = scriptDir();
 // Spools a body that never ends (an upload in progress) to a file in argv[3], prints the file,
 // then waits. `app`: the app has its own SIGTERM listener and exits by itself a little later.
-// `spawn`: a worker pool (spawn.ts, with its own signal hooks) runs in the same process.
+// `spawn`: a worker pool (upstream/spawn.ts, with its own signal hooks) runs in the same process.
 const child = writeScript(
   scripts,
   'spool-child.mjs',

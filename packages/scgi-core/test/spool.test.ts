@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { liveSpoolFiles, spoolBody } from '../src/spool.js';
+import { liveSpoolFiles, spoolBody } from '../src/http/spool.js';
 
 let dir: string;
 beforeEach(() => {

@@ -1,6 +1,6 @@
 /**
  * The client side's request framing (FastCGI Specification 1.0 §5.1-§5.3, §6.2): BEGIN_REQUEST,
- * the PARAMS stream, the STDIN stream. Like the SCGI head (src/scgi-head.ts), a small request
+ * the PARAMS stream, the STDIN stream. Like the SCGI head (src/scgi/head.ts), a small request
  * is ONE Buffer: BEGIN_REQUEST, every PARAMS record, the empty PARAMS record and, when the body
  * is given, its STDIN records and the empty STDIN record, so it goes out in one write.
  */

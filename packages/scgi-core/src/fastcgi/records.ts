@@ -162,7 +162,7 @@ function toList(env: EnvInput): readonly EnvPair[] {
 
 /**
  * Measures pairs for {@link writePairs}. Strings follow the SCGI encoder's rule
- * (src/scgi-head.ts): latin1 when every char code is below 256 (so `buf.toString('latin1')`
+ * (src/scgi/head.ts): latin1 when every char code is below 256 (so `buf.toString('latin1')`
  * round-trips to the same bytes), else UTF-8; Buffers are sent as they are. Unlike SCGI, NUL
  * bytes are fine: FastCGI strings are length-prefixed.
  *

@@ -1,7 +1,7 @@
 /**
  * A Node FastCGI responder (FastCGI Specification 1.0 §6.2): the application side, so Node apps
  * can run behind nginx `fastcgi_pass` and tests can run a FastCGI backend whose every byte they
- * control. It mirrors `createScgiServer` (src/server.ts): same handler signature, request and
+ * control. It mirrors `createScgiServer` (src/scgi/server.ts): same handler signature, request and
  * response objects, and a malformed stream closes the connection (there is nothing to answer).
  *
  * One request per connection at a time (FCGI_MPXS_CONNS=0, like PHP-FPM and flup): a second
@@ -10,7 +10,8 @@
  */
 import { createServer, type Server, type ServerOpts, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { CgiServerResponse } from '../cgi-server-response.js';
+import { CgiServerResponse } from '../cgi/server-response.js';
+import { checkKnownKeys, intOption } from '../engine/option-checks.js';
 import {
   FastcgiPairsError,
   FastcgiRecordError,
@@ -19,7 +20,6 @@ import {
   RequestAbortedError,
   UpstreamBodyError,
 } from '../errors.js';
-import { checkKnownKeys, intOption } from '../option-checks.js';
 import {
   BODY_LENGTH,
   FCGI_MAX_CONNS,
@@ -152,7 +152,7 @@ interface ResponseLink {
 }
 
 /**
- * The response side: the same API as the SCGI server's response (src/cgi-server-response.ts);
+ * The response side: the same API as the SCGI server's response (src/cgi/server-response.ts);
  * the CGI response goes out as STDOUT records, then the empty STDOUT record and END_REQUEST.
  */
 export class FastcgiServerResponse extends CgiServerResponse {

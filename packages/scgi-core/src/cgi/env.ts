@@ -8,15 +8,15 @@ import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import proxyAddr from 'proxy-addr';
-import { collectHeaders, hasCtl, isValidHost } from './cgi-headers.js';
-import { BadPathError, InvalidOptionError } from './errors.js';
+import { BadPathError, InvalidOptionError } from '../errors.js';
+import type { EnvInput, EnvPair, EnvValue } from '../types.js';
+import { collectHeaders, hasCtl, isValidHost } from './headers.js';
 import {
   decodeRequestPath,
   scriptNameProblem,
   splitRequestTarget,
   splitScriptName,
 } from './request-path.js';
-import type { EnvInput, EnvPair, EnvValue } from './types.js';
 
 /** A request `buildCgiEnv` reads: Node's HTTP/1 or HTTP/2 compatibility request. */
 export type CgiRequest = IncomingMessage | Http2ServerRequest;

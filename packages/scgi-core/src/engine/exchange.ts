@@ -1,6 +1,6 @@
 /**
  * One request/response exchange with a backend, over one connection, whatever the wire protocol:
- * the protocol (protocol.ts; SCGI in scgi-protocol.ts) frames the request and de-frames the
+ * the protocol (engine/protocol.ts; SCGI in scgi/protocol.ts) frames the request and de-frames the
  * response, the exchange does everything else. Full duplex: the response is read while the request body is still being
  * written, so an app that streams its answer during a large upload never deadlocks (nginx
  * writes the whole body first and does).
@@ -13,10 +13,7 @@
 import type { OutgoingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import type { UpstreamAddress } from './address.js';
-import { takeBodyBuffer } from './body-pool.js';
-import { CgiResponseParser } from './cgi-response.js';
-import { bindSocket, releaseSocket, type SocketUser } from './connect.js';
+import { CgiResponseParser } from '../cgi/response-parser.js';
 import {
   HeadersTimeoutError,
   IdleTimeoutError,
@@ -28,14 +25,17 @@ import {
   UpstreamBodyError,
   UpstreamClosedError,
   UpstreamResetError,
-} from './errors.js';
+} from '../errors.js';
+import { takeBodyBuffer } from '../http/body-pool.js';
+import { pumpBody } from '../http/request-body.js';
+import type { SpooledBody } from '../http/spool.js';
+import type { CgiResponseHead } from '../types.js';
+import type { UpstreamAddress } from '../upstream/address.js';
+import { bindSocket, releaseSocket, type SocketUser } from '../upstream/connect.js';
+import type { Outcome } from '../upstream/pool.js';
 import { chargesBackend } from './failure-policy.js';
 import type { ResolvedProxyOptions } from './options.js';
-import type { Outcome } from './pool.js';
 import type { ResponseDecoder, ResponseSink, WireProtocol } from './protocol.js';
-import { pumpBody } from './request-body.js';
-import type { SpooledBody } from './spool.js';
-import type { CgiResponseHead } from './types.js';
 import {
   EMPTY,
   markBodyPooled,
@@ -43,9 +43,9 @@ import {
   type ScgiResponse,
   type ScgiTimings,
   UpstreamBody,
-} from './upstream-response.js';
+} from './response.js';
 
-export type { ScgiResponse, ScgiTimings } from './upstream-response.js';
+export type { ScgiResponse, ScgiTimings } from './response.js';
 
 /** What the exchange sends after the head. */
 export type ExchangeBody =

@@ -5,9 +5,9 @@
  */
 import { createServer, type Server, type ServerOpts, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { CgiServerResponse } from './cgi-server-response.js';
-import { InvalidOptionError, type ScgiError, UpstreamBodyError } from './errors.js';
-import { ScgiHeadDecoder } from './scgi-head.js';
+import { CgiServerResponse } from '../cgi/server-response.js';
+import { InvalidOptionError, type ScgiError, UpstreamBodyError } from '../errors.js';
+import { ScgiHeadDecoder } from './head.js';
 
 export interface ScgiServerOptions {
   /**

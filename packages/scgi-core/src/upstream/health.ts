@@ -5,12 +5,12 @@
  * stop with the proxy.
  */
 
-import { CgiResponseParser } from './cgi-response.js';
+import { CgiResponseParser } from '../cgi/response-parser.js';
+import { checkKnownKeys, intOption } from '../engine/option-checks.js';
+import { InvalidOptionError } from '../errors.js';
+import { encodeScgiHead } from '../scgi/head.js';
 import type { Connector } from './connect.js';
-import { InvalidOptionError } from './errors.js';
-import { checkKnownKeys, intOption } from './option-checks.js';
 import type { Backend, UpstreamPool } from './pool.js';
-import { encodeScgiHead } from './scgi-head.js';
 
 export interface HealthCheckOptions {
   /** ms between checks of one backend. @default 5000 */

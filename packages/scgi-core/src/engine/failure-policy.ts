@@ -3,7 +3,7 @@
  * whether a failure counts against a backend's health, and whether a request may be tried on
  * another backend. The exchange and the proxy ask here instead of keeping lists of codes.
  */
-import { errorInfo, type ScgiError } from './errors.js';
+import { errorInfo, type ScgiError } from '../errors.js';
 
 /** The failure counts against the backend's health (it was the backend's, before its answer). */
 export function chargesBackend(err: ScgiError): boolean {

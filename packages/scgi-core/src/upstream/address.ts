@@ -3,7 +3,7 @@
  * `unix:/run/app.sock`, `/run/app.sock` (an absolute path), `host:port`, `[::1]:port`.
  */
 import { isIP } from 'node:net';
-import { InvalidAddressError } from './errors.js';
+import { InvalidAddressError } from '../errors.js';
 
 /** A parsed upstream address. `label` is the canonical text form, used in logs (never in responses). */
 export type UpstreamAddress =

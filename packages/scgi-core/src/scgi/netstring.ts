@@ -11,7 +11,7 @@ import {
   NetstringLeadingZeroError,
   NetstringLengthError,
   NetstringTooLongError,
-} from './errors.js';
+} from '../errors.js';
 
 /** Default limit on the payload length of a decoded netstring, in bytes. */
 export const DEFAULT_NETSTRING_MAX_LENGTH = 65536;

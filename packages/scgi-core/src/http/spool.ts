@@ -16,8 +16,8 @@ import {
   RequestTimeoutError,
   type ScgiError,
   SpoolError,
-} from './errors.js';
-import { addExitCleanup, removeExitCleanup } from './exit-hooks.js';
+} from '../errors.js';
+import { addExitCleanup, removeExitCleanup } from '../upstream/exit-hooks.js';
 
 export interface SpoolOptions {
   /** Bytes kept in memory before the body moves to a temp file. */
@@ -35,7 +35,7 @@ export interface SpoolOptions {
 }
 
 // Temp files alive in this process. Besides dispose(), they are removed synchronously when the
-// process ends (exit-hooks.ts: 'exit', or a signal that ends it); the hook is registered only
+// process ends (upstream/exit-hooks.ts: 'exit', or a signal that ends it); the hook is registered only
 // while files are alive.
 const liveFiles = new Set<string>();
 

@@ -15,9 +15,9 @@ import {
   ResponseHeadTooLargeError,
   ResponseStatusError,
   type ScgiError,
-} from './errors.js';
+} from '../errors.js';
+import type { CgiResponseHead, ResponseHeaders } from '../types.js';
 import { connectionOptions, HOP_BY_HOP_HEADERS } from './hop-by-hop.js';
-import type { CgiResponseHead, ResponseHeaders } from './types.js';
 
 /** Options of {@link CgiResponseParser} and {@link parseCgiResponseHead}. */
 export interface CgiResponseParserOptions {

@@ -3,7 +3,7 @@
  * `req.headers` drops duplicates of some headers), a cache of converted names, and the security
  * rules of DESIGN.md (httpoxy, underscore names, hop-by-hop and framing headers).
  */
-import { BadRequestHeaderError } from './errors.js';
+import { BadRequestHeaderError } from '../errors.js';
 import { connectionOptions, HOP_BY_HOP_HEADERS } from './hop-by-hop.js';
 
 /** True when a value holds a control character other than HTAB (CR, LF, NUL...). */

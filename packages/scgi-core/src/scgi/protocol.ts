@@ -1,11 +1,11 @@
 /**
- * SCGI as a wire protocol (protocol.ts): the request is the header netstring then the raw body,
+ * SCGI as a wire protocol (engine/protocol.ts): the request is the header netstring then the raw body,
  * the response is the raw CGI response up to the close, and a connection carries one request
  * (the SCGI protocol has no keep-alive: python.ca/scgi/protocol.txt).
  */
-import type { ResponseDecoder, ResponseSink, WireProtocol } from './protocol.js';
-import { encodeScgiHead } from './scgi-head.js';
-import type { EnvInput } from './types.js';
+import type { ResponseDecoder, ResponseSink, WireProtocol } from '../engine/protocol.js';
+import type { EnvInput } from '../types.js';
+import { encodeScgiHead } from './head.js';
 
 export const scgiProtocol: WireProtocol = Object.freeze({
   name: 'scgi',

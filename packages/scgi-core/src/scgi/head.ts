@@ -10,9 +10,9 @@ import {
   HeadEmptyNameError,
   HeadMalformedError,
   HeadNulError,
-} from './errors.js';
+} from '../errors.js';
+import type { EnvInput, EnvPair, EnvValue } from '../types.js';
 import { NetstringDecoder, type NetstringDecoderOptions } from './netstring.js';
-import type { EnvInput, EnvPair, EnvValue } from './types.js';
 
 const CONTENT_LENGTH = 'CONTENT_LENGTH';
 const SCGI = 'SCGI';

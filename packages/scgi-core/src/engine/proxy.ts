@@ -6,9 +6,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Readable } from 'node:stream';
-import { buildCgiEnv } from './cgi-env.js';
-import { defaultConnector, lendingConnector } from './connect.js';
-import { channels } from './diagnostics.js';
+import { buildCgiEnv } from '../cgi/env.js';
+import { connectionOptions } from '../cgi/hop-by-hop.js';
 import {
   BadFramingError,
   BodyTooLargeError,
@@ -18,22 +17,23 @@ import {
   type ScgiError,
   TransferCodingError,
   UpgradeError,
-} from './errors.js';
+} from '../errors.js';
+import { requestBodyLength } from '../http/request-length.js';
+import { spoolBody } from '../http/spool.js';
+import type { EnvPair } from '../types.js';
+import { defaultConnector, lendingConnector } from '../upstream/connect.js';
+import { HealthChecker, resolveHealthCheck } from '../upstream/health.js';
+import { Backend, type PoolStats, UpstreamPool } from '../upstream/pool.js';
+import { WorkerSupervisor } from '../upstream/spawn.js';
+import { channels } from './diagnostics.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
 import { mayRetryElsewhere } from './failure-policy.js';
-import { HealthChecker, resolveHealthCheck } from './health.js';
-import { connectionOptions } from './hop-by-hop.js';
 import {
   type ResolvedProxyOptions,
   resolveProxyOptions,
   type ScgiProxyOptions,
 } from './options.js';
-import { Backend, type PoolStats, UpstreamPool } from './pool.js';
 import type { WireProtocol } from './protocol.js';
-import { requestBodyLength } from './request-length.js';
-import { WorkerSupervisor } from './spawn.js';
-import { spoolBody } from './spool.js';
-import type { EnvPair } from './types.js';
 
 export type ProxiedRequest = IncomingMessage | Http2ServerRequest;
 export type ProxiedResponse = ServerResponse | Http2ServerResponse;

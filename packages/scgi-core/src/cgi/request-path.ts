@@ -7,7 +7,7 @@
  * This is what nginx does for `$document_uri` (decode, then merge), except that repeated slashes
  * are kept as sent (nginx `merge_slashes off`): they are the application's business.
  */
-import { BadPathError, PathNulError } from './errors.js';
+import { BadPathError, PathNulError } from '../errors.js';
 
 const SLASH = 0x2f;
 const DOT = 0x2e;

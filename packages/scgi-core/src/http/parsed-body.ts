@@ -11,9 +11,9 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
-import { BodyConsumedError, type ScgiError } from './errors.js';
+import { BodyConsumedError, type ScgiError } from '../errors.js';
+import type { ScgiLogger } from '../upstream/spawn.js';
 import { requestBodyLength } from './request-length.js';
-import type { ScgiLogger } from './spawn.js';
 
 type BodyRequest = IncomingMessage | Http2ServerRequest;
 

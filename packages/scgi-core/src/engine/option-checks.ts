@@ -1,6 +1,6 @@
 /** Validation shared by every option resolver (proxy, health checks, spawned workers). */
 import { closest, distance } from 'fastest-levenshtein';
-import { InvalidOptionError } from './errors.js';
+import { InvalidOptionError } from '../errors.js';
 
 /**
  * An integer option: `fallback` when undefined (so an explicit 0 survives where `min` allows

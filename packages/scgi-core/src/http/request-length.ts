@@ -1,4 +1,4 @@
-/** What the request headers tell about the body's length (shared by the engine and parsed-body.ts). */
+/** What the request headers tell about the body's length (shared by the engine and http/parsed-body.ts). */
 import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
 

@@ -5,10 +5,10 @@
  */
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { RequestAbortedError, type ScgiError, SpoolError } from './errors.js';
-import type { WireProtocol } from './protocol.js';
+import type { WireProtocol } from '../engine/protocol.js';
+import { RequestAbortedError, type ScgiError, SpoolError } from '../errors.js';
 
-/** How a framed protocol wraps body bytes (protocol.ts); null for raw SCGI. */
+/** How a framed protocol wraps body bytes (engine/protocol.ts); null for raw SCGI. */
 export type BodyFraming = Pick<WireProtocol, 'frameBody' | 'bodyEnd'>;
 
 export interface PumpHooks {
@@ -80,7 +80,7 @@ export function pumpBody(
     hooks.fail(
       fromClient
         ? new RequestAbortedError(err.message, { cause: err })
-        : // A local failure: the backend is not charged (failure-policy.ts).
+        : // A local failure: the backend is not charged (engine/failure-policy.ts).
           new SpoolError(`reading the spooled body failed: ${err.message}`, { cause: err }),
     );
   };

@@ -5,8 +5,8 @@
 import { OutgoingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { giveBackBodyBuffer } from './body-pool.js';
-import type { CgiResponseHead, ResponseHeaders } from './types.js';
+import { giveBackBodyBuffer } from '../http/body-pool.js';
+import type { CgiResponseHead, ResponseHeaders } from '../types.js';
 
 /** The side of an exchange a body stream pulls from. */
 export interface BodySource {

@@ -2,13 +2,13 @@
  * The seam between the engine and a wire protocol (SCGI today, FastCGI beside it), in the shape of
  * undici's one client with one module per wire protocol (`client-h1.js`, `client-h2.js`).
  *
- * The exchange (exchange.ts) owns what every transport shares: connecting, timers, socket events,
+ * The exchange (engine/exchange.ts) owns what every transport shares: connecting, timers, socket events,
  * failures, the CGI response parser and the release to the pool. A protocol owns only the bytes:
  * how the request head and body are framed, how the response is de-framed into the CGI response
  * bytes, and whether the connection may carry another request afterwards.
  */
-import type { ScgiError } from './errors.js';
-import type { EnvInput } from './types.js';
+import type { ScgiError } from '../errors.js';
+import type { EnvInput } from '../types.js';
 
 /** One wire protocol. Instances are stateless and shared; per-request state lives in decoders. */
 export interface WireProtocol {

@@ -19,8 +19,8 @@
  * it run mark-compacts back to back (see bench/README.md).
  */
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
+import { ConnectError, ConnectTimeoutError, NoSocketError, type ScgiError } from '../errors.js';
 import type { UpstreamAddress } from './address.js';
-import { ConnectError, ConnectTimeoutError, NoSocketError, type ScgiError } from './errors.js';
 
 export interface ConnectOptions {
   /** Milliseconds to wait for the connection; 0 disables the timer. */
@@ -229,7 +229,7 @@ const LOCAL_ERRNO = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
 function connectFailure(err: Error): ScgiError {
   if (err instanceof ConnectTimeoutError) return err as ScgiError;
   const code = (err as NodeJS.ErrnoException).code;
-  // Out of descriptors here says nothing about the backend: it is not charged (failure-policy.ts).
+  // Out of descriptors here says nothing about the backend: it is not charged (engine/failure-policy.ts).
   if (code !== undefined && LOCAL_ERRNO.has(code)) return new NoSocketError(code, { cause: err });
   return new ConnectError({ cause: err });
 }

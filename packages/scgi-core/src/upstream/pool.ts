@@ -3,17 +3,18 @@
  * passive health (nginx's `max_fails` / `fail_timeout`: that many failures within the window
  * take a backend out for the window; then one trial request decides).
  */
-import type { UpstreamAddress } from './address.js';
-import { HashRing, pickLeastConnections, pickRoundRobin } from './balance.js';
+
+import type { WireProtocol } from '../engine/protocol.js';
 import {
   ClosingError,
   NoBackendError,
   QueueFullError,
   QueueTimeoutError,
   type ScgiError,
-} from './errors.js';
-import type { WireProtocol } from './protocol.js';
-import { scgiProtocol } from './scgi-protocol.js';
+} from '../errors.js';
+import { scgiProtocol } from '../scgi/protocol.js';
+import type { UpstreamAddress } from './address.js';
+import { HashRing, pickLeastConnections, pickRoundRobin } from './balance.js';
 
 export type BackendState = 'up' | 'down' | 'probing';
 
@@ -40,7 +41,7 @@ export interface PoolStats {
 
 export class Backend {
   readonly address: UpstreamAddress;
-  /** The wire protocol this backend speaks (protocol.ts). */
+  /** The wire protocol this backend speaks (engine/protocol.ts). */
   readonly protocol: WireProtocol;
   readonly weight: number;
   readonly maxConnections: number;

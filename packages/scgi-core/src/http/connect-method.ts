@@ -11,7 +11,7 @@ import type { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { MethodNotAllowedError } from './errors.js';
+import { MethodNotAllowedError } from '../errors.js';
 
 /**
  * How long the refused connection may stay open after the answer for the client to close it

@@ -3,20 +3,28 @@
  * never touched). Defaults use `??` so an explicit 0 survives where 0 means "off".
  */
 import { tmpdir } from 'node:os';
-import { parseAddress } from './address.js';
-import { type CgiEnvOptions, type ResolvedCgiEnvOptions, resolveCgiEnvOptions } from './cgi-env.js';
-import { isInternalResponseHeader } from './cgi-response.js';
-import { type Connector, lendingConnector } from './connect.js';
-import { InvalidOptionError } from './errors.js';
-import { type HealthCheckOptions, type ResolvedHealthCheck, resolveHealthCheck } from './health.js';
-import { checkKnownKeys, intOption } from './option-checks.js';
-import { Backend } from './pool.js';
+import {
+  type CgiEnvOptions,
+  type ResolvedCgiEnvOptions,
+  resolveCgiEnvOptions,
+} from '../cgi/env.js';
+import { isInternalResponseHeader } from '../cgi/response-parser.js';
+import { InvalidOptionError } from '../errors.js';
+import { parseAddress } from '../upstream/address.js';
+import { type Connector, lendingConnector } from '../upstream/connect.js';
+import {
+  type HealthCheckOptions,
+  type ResolvedHealthCheck,
+  resolveHealthCheck,
+} from '../upstream/health.js';
+import { Backend } from '../upstream/pool.js';
 import {
   type ResolvedSpawnOptions,
   resolveSpawnOptions,
   type ScgiLogger,
   type SpawnOptions,
-} from './spawn.js';
+} from '../upstream/spawn.js';
+import { checkKnownKeys, intOption } from './option-checks.js';
 
 /** One backend of a pool. */
 export interface UpstreamEntry {

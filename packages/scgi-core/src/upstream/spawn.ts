@@ -13,9 +13,9 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { InvalidOptionError, type ScgiError, SpawnError } from './errors.js';
+import { checkKnownKeys, intOption } from '../engine/option-checks.js';
+import { InvalidOptionError, type ScgiError, SpawnError } from '../errors.js';
 import { addExitCleanup } from './exit-hooks.js';
-import { checkKnownKeys, intOption } from './option-checks.js';
 import type { Backend, UpstreamPool } from './pool.js';
 
 /** A pino-compatible logger (Fastify's `log`), used for worker output and lifecycle events. */
@@ -201,7 +201,7 @@ export class WorkerSupervisor {
     mkdirSync(o.dir, { mode: 0o700 });
     chmodSync(o.dir, 0o700);
     liveDirs.add(o.dir);
-    // On 'exit' and on a signal that ends the process (exit-hooks.ts; registering twice is a
+    // On 'exit' and on a signal that ends the process (upstream/exit-hooks.ts; registering twice is a
     // no-op). When the app listens to the signal too, the workers stay up for its graceful
     // close, and 'exit' still kills what is left.
     addExitCleanup(killAllNow);
