@@ -19,9 +19,10 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { writeCharts } from './chart.mjs';
-import { findBinary, startUwsgi } from './lib/backends.mjs';
+import { findBinary } from './lib/backends.mjs';
 import { CASE_NAMES, CASES, checkFront } from './lib/cases.mjs';
-import { backendsFor, FRONT_NAMES, FRONTS, startFront } from './lib/fronts.mjs';
+import { findPhpFpm } from './lib/fastcgi.mjs';
+import { BACKENDS, backendsFor, FRONT_NAMES, FRONTS, startFront } from './lib/fronts.mjs';
 import { startLoadGenerator } from './lib/loadgen.mjs';
 import { runCore, versions } from './lib/machine.mjs';
 import { machineFacts } from './lib/measure.mjs';
@@ -51,12 +52,25 @@ import { formatSummary, summarizeProfile } from './profile-summary.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEFAULT_OUT = join(ROOT, 'bench/results/latest.json');
+/**
+ * `--fcgi-starvation`: the issue's keep-alive starvation scenario alone. PHP-FPM with 4 children,
+ * 32 client connections on tiny, nginx with `keepalive 32` against nginx without keep-alive
+ * against fastify-scgi with maxConnections 4; rounds long enough for requests parked for
+ * seconds behind kept connections to show in p99.
+ */
+const STARVATION = {
+  cases: 'tiny',
+  fronts: 'nginx-fcgi-php,nginx-fcgi-ka-php,fastify-fcgi-php',
+  rounds: 3,
+  duration: 10,
+};
 
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
-    cases: { type: 'string', default: CASE_NAMES.join(',') },
-    fronts: { type: 'string', default: FRONT_NAMES.join(',') },
+    'fcgi-starvation': { type: 'boolean', default: false },
+    cases: { type: 'string' },
+    fronts: { type: 'string' },
     rounds: { type: 'string' },
     duration: { type: 'string' },
     out: { type: 'string', default: DEFAULT_OUT },
@@ -79,10 +93,19 @@ function list(value, known, what) {
   }
   return known.filter((n) => names.includes(n)); // canonical order
 }
-const caseNames = list(args.cases, CASE_NAMES, 'case');
+const starvation = args['fcgi-starvation'];
+const caseNames = list(
+  args.cases ?? (starvation ? STARVATION.cases : CASE_NAMES.join(',')),
+  CASE_NAMES,
+  'case',
+);
 /** The selected cases `name` runs: a front's `cases` restricts it to those. */
 const casesOf = (name) => caseNames.filter((c) => FRONTS[name].cases?.includes(c) ?? true);
-const requestedFronts = list(args.fronts, FRONT_NAMES, 'front');
+const requestedFronts = list(
+  args.fronts ?? (starvation ? STARVATION.fronts : FRONT_NAMES.join(',')),
+  FRONT_NAMES,
+  'front',
+);
 // A front none of whose cases is selected is not started at all.
 const frontNames = requestedFronts.filter((name) => casesOf(name).length > 0);
 const idleFronts = requestedFronts.filter((name) => !frontNames.includes(name));
@@ -90,8 +113,14 @@ if (frontNames.length === 0) {
   console.error(`no selected front runs any of the cases ${caseNames.join(', ')}`);
   process.exit(2);
 }
+/**
+ * Fronts that did not start or failed their check, and why (the others still run): e.g. the
+ * FastCGI fronts of fastify-scgi while the scgi-core build does not accept `fastcgi://` yet.
+ */
+const skipped = new Map();
 /** The fronts of a case, in canonical order: the order of its interleaved rounds. */
-const frontsOf = (caseName) => frontNames.filter((name) => casesOf(name).includes(caseName));
+const frontsOf = (caseName) =>
+  frontNames.filter((name) => !skipped.has(name) && casesOf(name).includes(caseName));
 const positive = (value, fallback, name) => {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -102,8 +131,14 @@ const positive = (value, fallback, name) => {
   return n;
 };
 const plan = {
-  rounds: Math.round(positive(args.rounds, args.quick ? 1 : 4, 'rounds')),
-  duration: positive(args.duration, args.quick ? 1 : 3, 'duration'),
+  rounds: Math.round(
+    positive(args.rounds, args.quick ? 1 : starvation ? STARVATION.rounds : 4, 'rounds'),
+  ),
+  duration: positive(
+    args.duration,
+    args.quick ? 1 : starvation ? STARVATION.duration : 3,
+    'duration',
+  ),
   warmup: args.quick ? 0.5 : 1,
   settleMs: 250,
   requestTimeout: 10,
@@ -137,15 +172,18 @@ const watchdog = setTimeout(() => {
 }, maxSeconds * 1000);
 watchdog.unref();
 
-for (const [bin, pkg] of [
-  ['uwsgi', 'uwsgi-core uwsgi-plugin-python3'],
-  ['nginx', 'nginx-light'],
+const backendKinds = backendsFor(frontNames);
+for (const [bin, pkg, needed, find] of [
+  [
+    'uwsgi',
+    'uwsgi-core uwsgi-plugin-python3',
+    backendKinds.has('scgi') || backendKinds.has('http'),
+  ],
+  ['nginx', 'nginx-light', frontNames.some((name) => FRONTS[name].kind === 'nginx')],
+  ['php-fpm', 'php-fpm', backendKinds.has('fpm'), findPhpFpm],
+  ['python3', 'python3', backendKinds.has('pyfcgi') || backendKinds.has('pyhttp')],
 ]) {
-  const needed =
-    bin === 'nginx'
-      ? frontNames.some((name) => FRONTS[name].kind === 'nginx')
-      : backendsFor(frontNames).size > 0;
-  if (needed && findBinary(bin) === undefined) {
+  if (needed && (find ?? findBinary)(bin) === undefined) {
     console.error(`bench: ${bin} not found; install the Debian package(s) ${pkg}`);
     process.exit(1);
   }
@@ -166,6 +204,7 @@ const result = {
     frontCases: Object.fromEntries(frontNames.map((f) => [f, casesOf(f)])),
   },
   cases: [],
+  skipped: {},
   targets: [],
   profile: null,
   core: null,
@@ -196,10 +235,12 @@ if (result.loadavgAtStart[0] > result.cores / 2)
 
 try {
   if (!args['no-core']) result.core = await runCore({ root: ROOT, outDir, quick: args.quick });
+  await gateFastcgi();
   await runFronts();
 } finally {
   cleanupAll();
 }
+result.skipped = Object.fromEntries(skipped);
 result.targets = checkTargets(result);
 result.loadavgAtEnd = loadavg().map(round3);
 result.seconds = Math.round((Date.now() - startedAt) / 1000);
@@ -213,6 +254,8 @@ for (const c of result.cases) {
   console.log(`\n${c.name}: ${c.method} ${c.path}, ${c.connections} connections`);
   console.log(renderTable(SUMMARY_HEADER, summaryRows(c)));
 }
+if (skipped.size > 0) console.log('');
+for (const [name, { reason }] of skipped) console.log(`skipped ${name}: ${reason}`);
 if (result.targets.some((t) => t.value !== null)) {
   console.log(`\n${renderTable(TARGET_HEADER, targetRows(result.targets))}`);
 }
@@ -228,6 +271,13 @@ console.log(
 );
 if (!publish)
   console.log('(docs/ left alone: only a full run to the default --out publishes there)');
+// A front that failed to start or answer is a failed run (the others were still measured);
+// one the scgi-core build cannot run yet (no fastcgi:// support) is not.
+const failed = [...skipped].filter(([, s]) => s.failed).map(([name]) => name);
+if (failed.length > 0) {
+  console.error(`bench: ${failed.length} front(s) failed: ${failed.join(', ')}`);
+  process.exit(1);
+}
 process.exit(0);
 
 // ---- steps ------------------------------------------------------------------------------------
@@ -238,7 +288,11 @@ process.exit(0);
  */
 function baselineOf(name, caseFronts) {
   const own = FRONTS[name].baseline;
-  return own && caseFronts.includes(own) ? own : plan.baseline;
+  if (own && caseFronts.includes(own)) return own;
+  // nginx in front of another backend than this front's (SCGI uWSGI against PHP-FPM) is no
+  // baseline for a front that has one of its own.
+  if (own && FRONTS[name].backend !== FRONTS.nginx.backend) return null;
+  return plan.baseline;
 }
 
 /** "; x nginx-2w for nginx-2w, fastify-2w" when some fronts were compared with another baseline. */
@@ -258,25 +312,87 @@ function cpuSeconds(pids) {
   return pids.reduce((sum, pid) => sum + cpuTicks(pid), 0) / ticksPerSec;
 }
 
-async function runFronts() {
-  const uwsgi = {};
-  for (const kind of backendsFor(frontNames)) {
-    uwsgi[kind] = await startUwsgi(makeTempDir(`scgi-b${kind[0]}-`), kind);
+/**
+ * The fronts that proxy `fastcgi://` through scgi-core need a build that accepts such an
+ * upstream (the engine's FastCGI support): asked as a user would, by constructing an ScgiProxy
+ * (nothing connects until a request). Without it they are skipped, with the reason.
+ */
+async function gateFastcgi() {
+  const needing = frontNames.filter((name) => FRONTS[name].needsFastcgi);
+  if (needing.length === 0) return;
+  let reason;
+  try {
+    const { ScgiProxy } = await import('scgi-core');
+    const proxy = new ScgiProxy({ upstream: 'fastcgi://unix:/nonexistent/fpm.sock' });
+    await proxy.close(0);
+  } catch (error) {
+    reason = `this scgi-core build does not accept a fastcgi:// upstream (${error?.code ?? error?.name}: ${error?.message})`;
   }
-  const backendPids = (kind) =>
-    kind ? [uwsgi[kind].proc.pid, ...childPids(uwsgi[kind].proc.pid)] : [];
+  if (reason === undefined) return;
+  for (const name of needing) {
+    skipped.set(name, { reason, failed: false });
+    warn(`${name} skipped: ${reason}`);
+  }
+}
+
+/** The first line of an error, and the front's own error line if its log has one. */
+function shortReason(error) {
+  const text = String(error?.message ?? error);
+  const own = /^.*\b(?:SCGI_ERR_[A-Z_]+|Error)\b.*$/m.exec(text.split('\n').slice(1).join('\n'));
+  const first = text.split('\n')[0];
+  return own ? `${first} ${own[0].trim()}` : first;
+}
+
+async function runFronts() {
+  const shared = {};
+  const started = frontNames.filter((name) => !skipped.has(name));
+  for (const kind of backendsFor(started)) {
+    if (!BACKENDS[kind].perFront)
+      shared[kind] = await BACKENDS[kind].start(makeTempDir(`scgi-b${kind}-`));
+  }
+  // The backends each front sees: the shared ones, and its own instance of a FastCGI backend.
+  const backendsOf = {};
+  for (const name of started) {
+    const kind = FRONTS[name].backend;
+    backendsOf[name] = BACKENDS[kind]?.perFront
+      ? { ...shared, [kind]: await BACKENDS[kind].start(makeTempDir(`scgi-b${kind}-`)) }
+      : shared;
+  }
+  const backendPids = (name) => {
+    const backend = backendsOf[name][FRONTS[name].backend];
+    return backend ? [backend.proc.pid, ...childPids(backend.proc.pid)] : [];
+  };
   const load = await startLoadGenerator();
   const fronts = {};
-  for (const name of frontNames)
-    fronts[name] = await startFront(name, uwsgi, makeTempDir('scgi-bf-'));
-  for (const name of frontNames) await checkFront(fronts[name], casesOf(name));
+  // A front that does not start or fails its check is reported and left out; the rest still run.
+  const drop = async (name, error) => {
+    const reason = shortReason(error);
+    skipped.set(name, { reason, failed: true });
+    warn(`${name} failed, left out: ${reason}`);
+    await fronts[name]?.stop();
+    delete fronts[name];
+  };
+  for (const name of started) {
+    try {
+      fronts[name] = await startFront(name, backendsOf[name], makeTempDir('scgi-bf-'));
+    } catch (error) {
+      await drop(name, error);
+    }
+  }
+  for (const name of Object.keys(fronts)) {
+    try {
+      await checkFront(fronts[name], casesOf(name));
+    } catch (error) {
+      await drop(name, error);
+    }
+  }
 
   /** One timed load run against a front, with the CPU and peak RSS of every process around it. */
   const measureRun = async (name, caseName, round) => {
     const c = CASES[caseName];
     const front = fronts[name];
     const frontPids = front.pids();
-    const backPids = backendPids(FRONTS[name].backend);
+    const backPids = backendPids(name);
     for (const pid of frontPids) resetPeakRss(pid);
     const before = [cpuSeconds(frontPids), cpuSeconds(backPids), cpuSeconds([load.pid])];
     const t0 = performance.now();
@@ -313,9 +429,10 @@ async function runFronts() {
 
   for (const caseName of caseNames) {
     const c = CASES[caseName];
+    const caseFronts = frontsOf(caseName);
+    if (caseFronts.length === 0) continue; // all its fronts were left out
     console.log(`\n== ${caseName}: ${c.method} ${c.path}, ${c.connections} connections ==`);
     const caseResult = { name: caseName, ...c, fronts: {} };
-    const caseFronts = frontsOf(caseName);
     for (const name of caseFronts) {
       caseResult.fronts[name] = {
         label: FRONTS[name].label,
@@ -368,21 +485,22 @@ async function runFronts() {
     result.cases.push(caseResult);
   }
 
-  if (profileWanted) await profileFront(uwsgi, load);
+  if (profileWanted && !skipped.has('fastify-unix')) await profileFront(shared, load);
   await load.stop();
   for (const front of Object.values(fronts)) await front.stop();
-  for (const instance of Object.values(uwsgi)) await instance.proc.stop();
+  const instances = new Set(Object.values(backendsOf).flatMap((b) => Object.values(b)));
+  for (const instance of instances) await instance.proc.stop();
 }
 
 /**
  * `node --cpu-prof` on a separate fastify-scgi front (so profiling overhead touches no measured
  * round): start, warm up, one tiny round, clean exit (the profile is written at exit).
  */
-async function profileFront(uwsgi, load) {
+async function profileFront(backends, load) {
   console.log('\n== CPU profile: fastify-unix, tiny (node --cpu-prof) ==');
   const profDir = makeTempDir('scgi-bp-');
   const name = 'fastify-tiny.cpuprofile';
-  const front = await startFront('fastify-unix', uwsgi, makeTempDir('scgi-bf-'), {
+  const front = await startFront('fastify-unix', backends, makeTempDir('scgi-bf-'), {
     nodeFlags: ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', name],
   });
   const c = CASES.tiny;

@@ -1,13 +1,14 @@
 /**
  * Front: Fastify 5 + fastify-scgi mounted at the root, proxying to `--upstream`
- * (`unix:/path` or `127.0.0.1:port`). Defaults everywhere, as a user would start.
+ * (`unix:/path`, `127.0.0.1:port`, or `fastcgi://unix:/path`). Defaults everywhere, as a user
+ * would start, except what the FastCGI fronts set (proxyOptions in ./lib.mjs).
  */
 import Fastify from 'fastify';
 import fastifyScgi from 'fastify-scgi';
-import { announce, frontArgs } from './lib.mjs';
+import { announce, frontArgs, proxyOptions } from './lib.mjs';
 
-const { upstream, port } = frontArgs();
+const args = frontArgs();
 const app = Fastify({ logger: false });
-await app.register(fastifyScgi, { upstream });
-await app.listen({ port: Number(port), host: '127.0.0.1' });
+await app.register(fastifyScgi, proxyOptions(args));
+await app.listen({ port: Number(args.port), host: '127.0.0.1' });
 announce(app.server.address().port, () => app.close());

@@ -13,9 +13,32 @@ export function frontArgs() {
       upstream: { type: 'string' },
       target: { type: 'string' },
       port: { type: 'string', default: '0' },
+      'max-connections': { type: 'string' },
+      'no-keep-alive': { type: 'boolean', default: false },
+      param: { type: 'string', multiple: true, default: [] },
     },
   });
   return values;
+}
+
+/**
+ * The proxy options of fastify.mjs and express.mjs: `--upstream` (`unix:/path`, `host:port`, or
+ * `fastcgi://unix:/path`), and only what the command line sets on top, so the SCGI fronts run on
+ * the defaults: `--max-connections N` (FastCGI: the backend's workers, README "FastCGI"),
+ * `--no-keep-alive` (`keepAlive: false`), `--param NAME=VALUE` (repeatable; `params`, e.g.
+ * PHP-FPM's SCRIPT_FILENAME).
+ */
+export function proxyOptions(values) {
+  const options = { upstream: values.upstream };
+  if (values['max-connections'] !== undefined)
+    options.maxConnections = Number(values['max-connections']);
+  if (values['no-keep-alive']) options.keepAlive = false;
+  if (values.param.length > 0) {
+    options.params = Object.fromEntries(
+      values.param.map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]),
+    );
+  }
+  return options;
 }
 
 /**

@@ -137,7 +137,7 @@ const SCGI_PARAMS = `
  * `master_process off` does) instead of nginx's default `nobody`, which could not reach the
  * private temp dirs.
  */
-function nginxConfig(dir, port, upstream, workers = 1) {
+function nginxConfig(dir, port, { location, upstreamBlock = '', workers = 1 }) {
   const processes =
     workers > 1
       ? `master_process on;
@@ -160,12 +160,11 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  server {
+${upstreamBlock}  server {
     listen 127.0.0.1:${port};
     server_name localhost;
     client_max_body_size 0;
-    location / {${SCGI_PARAMS}
-      scgi_pass unix:${upstream};
+    location / {${location}
     }
   }
 }
@@ -176,12 +175,24 @@ http {
  * nginx in front of the SCGI socket `upstreamSocket`; `workers` worker processes (1: no master,
  * see nginxConfig). `proc` is the process started: the master when there is one.
  */
-export async function startNginx(dir, upstreamSocket, { workers = 1 } = {}) {
+export function startNginx(dir, upstreamSocket, { workers = 1 } = {}) {
+  return startNginxWith(dir, {
+    location: `${SCGI_PARAMS}
+      scgi_pass unix:${upstreamSocket};`,
+    workers,
+  });
+}
+
+/**
+ * nginx with the suite's common config (nginxConfig) around `location` (the directives of
+ * `location /`) and `upstreamBlock` (text in the `http` block, e.g. an `upstream`).
+ */
+export async function startNginxWith(dir, { location, upstreamBlock, workers = 1 }) {
   const nginx = findBinary('nginx');
   if (nginx === undefined) throw new Error('nginx not found (Debian: nginx-light)');
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
-  writeFileSync(conf, nginxConfig(dir, port, upstreamSocket, workers));
+  writeFileSync(conf, nginxConfig(dir, port, { location, upstreamBlock, workers }));
   const proc = startProcess('nginx', nginx, ['-p', dir, '-e', join(dir, 'error.log'), '-c', conf], {
     cwd: dir,
   });

@@ -34,3 +34,11 @@ export function pythonBytes(path) {
   const body = BODIES[path];
   return body.text === undefined ? `b"${body.fill}" * ${body.size}` : `b"${body.text}"`;
 }
+
+/** The body of `path` as a PHP expression, for the PHP-FPM script (bench/lib/fastcgi.mjs). */
+export function phpString(path) {
+  const body = BODIES[path];
+  return body.text === undefined
+    ? `str_repeat('${body.fill}', ${body.size})`
+    : `'${body.text.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}

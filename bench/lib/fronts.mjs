@@ -6,7 +6,8 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startNginx } from './backends.mjs';
+import { startNginx, startUwsgi } from './backends.mjs';
+import { startNginxFastcgi, startPhpFpm, startPythonFastcgi, startPythonHttp } from './fastcgi.mjs';
 import { childPids, startProcess, waitReady } from './procs.mjs';
 
 const FRONTS_DIR = fileURLToPath(new URL('../fronts/', import.meta.url));
@@ -14,14 +15,33 @@ const FRONTS_DIR = fileURLToPath(new URL('../fronts/', import.meta.url));
 const unixUpstream = (u) => ['--upstream', `unix:${u.scgi.sockets.unix}`];
 /** The cases of the fronts that only take part in the req/s comparison. */
 const SMALL_CASES = Object.freeze(['tiny', '64k']);
+/** nginx's upstream `keepalive` in the keep-alive FastCGI fronts: one per client connection. */
+export const NGINX_FCGI_KEEPALIVE = 32;
 
 /**
- * `backend`: which uWSGI instance serves the front's requests (its CPU is reported as the
- * backend's); `null` for uWSGI alone, which is front and backend at once, and for the
+ * fastify-scgi's arguments for the FastCGI backend `kind`: `fastcgi://unix:...`, maxConnections =
+ * the backend's workers (every open connection holds a PHP-FPM child or a Python thread, so no
+ * more than that are kept: DESIGN, "FastCGI keep-alive"), and PHP's SCRIPT_FILENAME.
+ */
+const fastcgiUpstream =
+  (kind, extra = []) =>
+  (b) => [
+    ...['--upstream', `fastcgi://unix:${b[kind].sockets.unix}`],
+    ...['--max-connections', String(b[kind].workers)],
+    ...(b[kind].script ? ['--param', `SCRIPT_FILENAME=${b[kind].script}`] : []),
+    ...extra,
+  ];
+
+/**
+ * `backend`: which backend serves the front's requests (its CPU is reported as the backend's; a
+ * key of BACKENDS); `null` for uWSGI alone, which is front and backend at once, and for the
  * framework-alone fronts, which answer themselves. `kind`: how it starts (`node`: `script` with
- * `args(uwsgi)`, in `workers` node:cluster processes if more than 1; `nginx`; `uwsgi`: the HTTP
+ * `args(backends)`, in `workers` node:cluster processes if more than 1; `nginx`: `scgi_pass`, or
+ * `fastcgi_pass` with `fastcgi` set, upstream `keepalive` with `keepalive` set; `uwsgi`: the HTTP
  * instance itself). `cases`: the only cases the front runs (default: all). `baseline`: the front
- * its "x nginx" is taken against when that front ran the same case (default: nginx).
+ * its "x nginx" is taken against when that front ran the same case (default: nginx, unless the
+ * front has a baseline of its own and another backend than nginx's: then none). `needsFastcgi`:
+ * the front proxies `fastcgi://` through scgi-core (run.mjs checks that the build accepts it).
  */
 export const FRONTS = Object.freeze({
   'fastify-unix': {
@@ -117,11 +137,113 @@ export const FRONTS = Object.freeze({
     cases: SMALL_CASES,
     baseline: 'nginx-2w',
   },
+  // FastCGI: the same comparison in front of PHP-FPM (4 children) and of the WSGI app served by
+  // examples/python/fastcgi_server.py; "x nginx" is against nginx with keep-alive on the same
+  // backend. On PHP-FPM this is also the starvation scenario of the issue (run.mjs
+  // --fcgi-starvation): 32 client connections, 32 kept by nginx, 4 children.
+  'nginx-fcgi-php': {
+    label: 'nginx fastcgi_pass, no keep-alive (PHP-FPM)',
+    kind: 'nginx',
+    fastcgi: true,
+    backend: 'fpm',
+    cases: SMALL_CASES,
+    baseline: 'nginx-fcgi-ka-php',
+  },
+  'nginx-fcgi-ka-php': {
+    label: `nginx fastcgi_pass, keepalive ${NGINX_FCGI_KEEPALIVE} (PHP-FPM)`,
+    kind: 'nginx',
+    fastcgi: true,
+    keepalive: NGINX_FCGI_KEEPALIVE,
+    backend: 'fpm',
+    cases: SMALL_CASES,
+    baseline: 'nginx-fcgi-ka-php',
+  },
+  'fastify-fcgi-php': {
+    label: 'fastify-scgi over FastCGI, maxConnections 4 (PHP-FPM)',
+    kind: 'node',
+    backend: 'fpm',
+    script: 'fastify.mjs',
+    args: fastcgiUpstream('fpm'),
+    needsFastcgi: true,
+    cases: SMALL_CASES,
+    baseline: 'nginx-fcgi-ka-php',
+  },
+  'nginx-fcgi-py': {
+    label: 'nginx fastcgi_pass, no keep-alive (Python FastCGI)',
+    kind: 'nginx',
+    fastcgi: true,
+    backend: 'pyfcgi',
+    cases: SMALL_CASES,
+    baseline: 'nginx-fcgi-ka-py',
+  },
+  'nginx-fcgi-ka-py': {
+    label: `nginx fastcgi_pass, keepalive ${NGINX_FCGI_KEEPALIVE} (Python FastCGI)`,
+    kind: 'nginx',
+    fastcgi: true,
+    keepalive: NGINX_FCGI_KEEPALIVE,
+    backend: 'pyfcgi',
+    cases: SMALL_CASES,
+    baseline: 'nginx-fcgi-ka-py',
+  },
+  'fastify-fcgi-py': {
+    label: 'fastify-scgi over FastCGI (Python FastCGI)',
+    kind: 'node',
+    backend: 'pyfcgi',
+    script: 'fastify.mjs',
+    args: fastcgiUpstream('pyfcgi'),
+    needsFastcgi: true,
+    cases: SMALL_CASES,
+    baseline: 'nginx-fcgi-ka-py',
+  },
+  // The gain keep-alive gives fastify-scgi itself (flup: 1.7x for nginx, the issue).
+  'fastify-fcgi-noka-py': {
+    label: 'fastify-scgi over FastCGI, keepAlive: false (Python FastCGI)',
+    kind: 'node',
+    backend: 'pyfcgi',
+    script: 'fastify.mjs',
+    args: fastcgiUpstream('pyfcgi', ['--no-keep-alive']),
+    needsFastcgi: true,
+    cases: SMALL_CASES,
+    baseline: 'nginx-fcgi-ka-py',
+  },
+  // The same WSGI app in the same kind of server (one Python process, a thread per connection)
+  // over HTTP/1.1 keep-alive: reply-from "on the same Python app" (README, What runs).
+  'reply-from-py': {
+    label: '@fastify/reply-from (HTTP, Python threaded server)',
+    kind: 'node',
+    backend: 'pyhttp',
+    script: 'reply-from.mjs',
+    args: (b) => ['--target', `http://${b.pyhttp.sockets.http}`],
+    cases: SMALL_CASES,
+    baseline: 'nginx-fcgi-ka-py',
+  },
+});
+
+/**
+ * How each backend starts, by the `backend` names of FRONTS: uWSGI for SCGI and for HTTP
+ * (backends.mjs), PHP-FPM, the Python FastCGI server and the Python HTTP server (fastcgi.mjs).
+ * Each resolves to `{ proc, sockets, ... }`; CPU is read over `proc` and its children.
+ * `perFront`: each front gets an instance of its own. A FastCGI connection kept open holds a
+ * PHP-FPM child or a Python thread until the client closes it, so the idle connections nginx
+ * keeps after its rounds (upstream `keepalive`, closed only after 60 s idle) would hold the
+ * workers of the next front on a shared instance: measured, nginx without keep-alive then got
+ * no answer at all within its round.
+ */
+export const BACKENDS = Object.freeze({
+  scgi: { label: 'uWSGI --scgi-socket', start: (dir) => startUwsgi(dir, 'scgi') },
+  http: { label: 'uWSGI --http11-socket', start: (dir) => startUwsgi(dir, 'http') },
+  fpm: { label: 'PHP-FPM', start: (dir) => startPhpFpm(dir), perFront: true },
+  pyfcgi: {
+    label: 'Python FastCGI server',
+    start: (dir) => startPythonFastcgi(dir),
+    perFront: true,
+  },
+  pyhttp: { label: 'Python HTTP server', start: (dir) => startPythonHttp(dir) },
 });
 
 export const FRONT_NAMES = Object.keys(FRONTS);
 
-/** The uWSGI instances the given fronts need. */
+/** The backends (keys of BACKENDS) the given fronts need. */
 export function backendsFor(names) {
   const kinds = new Set();
   for (const name of names) {
@@ -136,15 +258,17 @@ export function backendsFor(names) {
 const withWorkers = (pid, workers) => (workers > 1 ? [pid, ...childPids(pid)] : [pid]);
 
 /**
- * Starts one front. `uwsgi` holds the running instances by kind; `nodeFlags` are added before
- * the script (e.g. `--cpu-prof`). Returns `{ name, url, pids(), stop() }`; `pids()` lists every
- * process of the front (CPU and peak RSS are summed over them).
+ * Starts one front. `backends` holds the running backends by BACKENDS key; `nodeFlags` are added
+ * before the script (e.g. `--cpu-prof`). Returns `{ name, url, pids(), stop() }`; `pids()` lists
+ * every process of the front (CPU and peak RSS are summed over them).
  */
-export async function startFront(name, uwsgi, dir, { nodeFlags = [] } = {}) {
+export async function startFront(name, backends, dir, { nodeFlags = [] } = {}) {
   const front = FRONTS[name];
   const workers = front.workers ?? 1;
   if (front.kind === 'nginx') {
-    const nginx = await startNginx(dir, uwsgi.scgi.sockets.unix, { workers });
+    const nginx = front.fastcgi
+      ? await startNginxFastcgi(dir, backends[front.backend], { keepalive: front.keepalive })
+      : await startNginx(dir, backends.scgi.sockets.unix, { workers });
     return {
       name,
       url: `http://127.0.0.1:${nginx.port}`,
@@ -154,7 +278,7 @@ export async function startFront(name, uwsgi, dir, { nodeFlags = [] } = {}) {
     };
   }
   if (front.kind === 'uwsgi') {
-    const { proc, sockets } = uwsgi.http;
+    const { proc, sockets } = backends.http;
     // The master and its workers; stopped with the backends, not here.
     return {
       name,
@@ -168,7 +292,7 @@ export async function startFront(name, uwsgi, dir, { nodeFlags = [] } = {}) {
     workers > 1
       ? [join(FRONTS_DIR, 'cluster.mjs'), '--workers', String(workers), '--front', front.script]
       : [join(FRONTS_DIR, front.script)];
-  const scriptArgs = front.args(uwsgi);
+  const scriptArgs = front.args(backends);
   const { proc, port } = await startNodeFront(
     name,
     [

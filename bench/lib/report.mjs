@@ -117,9 +117,59 @@ export function checkTargets(result) {
       want: 0.8,
     });
   }
+  out.push(...fastcgiTargets(get, ratioOf));
   for (const t of out) {
     t.met = t.value === null ? null : t.atMost ? t.value <= t.want : t.value >= t.want;
   }
+  return out;
+}
+
+/**
+ * The FastCGI targets of issue 14: against nginx with keep-alive on the same backend, against
+ * reply-from on the same Python app; on PHP-FPM's 4 children with 32 connections (tiny), the
+ * keep-alive throughput with a p99 no higher than nginx's without keep-alive; and the gain
+ * keep-alive gives fastify-scgi on the Python FastCGI server (nginx got 1.7x on flup's).
+ */
+function fastcgiTargets(get, ratioOf) {
+  const vsOwn = (caseName, front) => {
+    const f = get(caseName, front);
+    return f?.baseline && f.baseline !== 'nginx' ? f.summary : null;
+  };
+  const p99Ratio = (caseName, a, b) => {
+    const ra = get(caseName, a)?.rounds;
+    const rb = get(caseName, b)?.rounds;
+    if (!ra || !rb) return null;
+    return round3(median(ra.map((r, i) => (rb[i]?.p99Ms > 0 ? r.p99Ms / rb[i].p99Ms : null))));
+  };
+  const out = [];
+  for (const caseName of ['tiny', '64k']) {
+    for (const [app, front] of [
+      ['PHP-FPM', 'fastify-fcgi-php'],
+      ['Python', 'fastify-fcgi-py'],
+    ]) {
+      out.push({
+        target: `fastify-scgi FastCGI >= 1.0x nginx keep-alive req/s (${app}, ${caseName})`,
+        value: vsOwn(caseName, front)?.vsBaseline?.median ?? null,
+        want: 1.0,
+      });
+    }
+    out.push({
+      target: `fastify-scgi FastCGI >= 1.5x reply-from req/s (same Python app, ${caseName})`,
+      value: ratioOf(caseName, 'fastify-fcgi-py', 'reply-from-py'),
+      want: 1.5,
+    });
+  }
+  out.push({
+    target: 'PHP-FPM 4 children: fastify-scgi FastCGI p99 <= nginx without keep-alive p99 (tiny)',
+    value: p99Ratio('tiny', 'fastify-fcgi-php', 'nginx-fcgi-php'),
+    want: 1.0,
+    atMost: true,
+  });
+  out.push({
+    target: 'fastify-scgi FastCGI keep-alive >= 1.7x keepAlive: false req/s (Python, tiny)',
+    value: ratioOf('tiny', 'fastify-fcgi-py', 'fastify-fcgi-noka-py'),
+    want: 1.7,
+  });
   return out;
 }
 
