@@ -6,8 +6,13 @@
  *
  *   npx tsc -b && node bench/ab.mjs --base 07bec9b [--front fastify|express] [--path /tiny]
  *                                   [--rounds 8] [--duration 2] [--connections 32]
+ *                                   [--backend scgi|fcgi-php|fcgi-py]
  *
  * `--path /upload` POSTs the suite's 16 MiB upload body (use `--connections 8`, as the suite).
+ * `--backend`: uWSGI over SCGI (default), or over `fastcgi://` PHP-FPM (4 children) or the
+ * Python FastCGI server, with maxConnections = the backend's workers as the suite's FastCGI
+ * fronts; then each side gets a backend of its own (a kept connection holds a worker, so one
+ * side's idle connections would hold the other's workers). Both trees must accept `fastcgi://`.
  *
  * The base revision is checked out with `git worktree` into a temp dir and built there with the
  * work tree's TypeScript; its node_modules links to the work tree's, except the three workspace
@@ -22,7 +27,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startUwsgi } from './lib/backends.mjs';
 import { CASES } from './lib/cases.mjs';
-import { startNodeFront } from './lib/fronts.mjs';
+import { startPhpFpm, startPythonFastcgi } from './lib/fastcgi.mjs';
+import { fastcgiArgs, startNodeFront } from './lib/fronts.mjs';
 import { startLoadGenerator } from './lib/loadgen.mjs';
 import { cleanupAll, clockTicks, cpuTicks, makeTempDir } from './lib/procs.mjs';
 import { median } from './lib/report.mjs';
@@ -42,10 +48,22 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '8' },
     duration: { type: 'string', default: '2' },
     connections: { type: 'string', default: '32' },
+    backend: { type: 'string', default: 'scgi' },
   },
 });
-if (!args.base || !['fastify', 'express'].includes(args.front)) {
-  console.error('usage: node bench/ab.mjs --base REV [--front fastify|express] [--path /tiny]');
+/** Per `--backend`: a function starting one, and the front arguments for a running one. */
+const BACKENDS = {
+  scgi: {
+    start: (dir) => startUwsgi(dir, 'scgi'),
+    args: (b) => ['--upstream', `unix:${b.sockets.unix}`],
+  },
+  'fcgi-php': { start: (dir) => startPhpFpm(dir), args: (b) => fastcgiArgs(b) },
+  'fcgi-py': { start: (dir) => startPythonFastcgi(dir), args: (b) => fastcgiArgs(b) },
+};
+if (!args.base || !['fastify', 'express'].includes(args.front) || !BACKENDS[args.backend]) {
+  console.error(
+    'usage: node bench/ab.mjs --base REV [--front fastify|express] [--path /tiny] [--backend scgi|fcgi-php|fcgi-py]',
+  );
   process.exit(2);
 }
 const rounds = Number(args.rounds);
@@ -83,7 +101,7 @@ function buildBase(rev) {
 }
 
 /** Starts the front script copied into `tree` (so it resolves that tree's packages). */
-async function startSide(name, tree, upstream) {
+async function startSide(name, tree, frontArgs) {
   const fronts = join(tree, 'bench/fronts');
   if (tree !== ROOT) {
     mkdirSync(fronts, { recursive: true });
@@ -92,7 +110,7 @@ async function startSide(name, tree, upstream) {
   }
   const { proc, port } = await startNodeFront(
     name,
-    [join(fronts, `${args.front}.mjs`), '--upstream', upstream],
+    [join(fronts, `${args.front}.mjs`), ...frontArgs],
     tree,
   );
   return { name, proc, url: `http://127.0.0.1:${port}${args.path}` };
@@ -100,11 +118,13 @@ async function startSide(name, tree, upstream) {
 
 try {
   const base = buildBase(args.base);
-  const uwsgi = await startUwsgi(makeTempDir('scgi-abu-'), 'scgi');
-  const upstream = `unix:${uwsgi.sockets.unix}`;
+  const kind = BACKENDS[args.backend];
+  // uWSGI over SCGI is shared (no connection outlives a request); a FastCGI backend is per side.
+  const shared = args.backend === 'scgi' ? await kind.start(makeTempDir('scgi-abu-')) : null;
+  const backendFor = async () => shared ?? (await kind.start(makeTempDir('scgi-abu-')));
   const sides = [
-    await startSide(`A ${base.sha.slice(0, 7)}`, base.dir, upstream),
-    await startSide('B work tree', ROOT, upstream),
+    await startSide(`A ${base.sha.slice(0, 7)}`, base.dir, kind.args(await backendFor())),
+    await startSide('B work tree', ROOT, kind.args(await backendFor())),
   ];
   const load = await startLoadGenerator();
   const ticks = clockTicks();
@@ -134,7 +154,7 @@ try {
     for (const i of order) got[i].push(await run(sides[i], duration));
   }
   console.log(
-    `${args.front} front, ${upload === null ? 'GET' : upload.method} ${args.path}, ${args.connections} connections, ${rounds} x ${duration} s alternated`,
+    `${args.front} front over ${args.backend}, ${upload === null ? 'GET' : upload.method} ${args.path}, ${args.connections} connections, ${rounds} x ${duration} s alternated`,
   );
   const med = (i, key) => median(got[i].map((r) => r[key]));
   for (const [i, side] of sides.entries()) {

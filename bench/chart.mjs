@@ -72,7 +72,10 @@ function baselineSpans(c, entries) {
   return spans;
 }
 
-/** "x nginx" of the 2-worker fronts is against nginx on 2 workers: says so, if it happened. */
+/**
+ * "x nginx" of the 2-worker fronts is against nginx on 2 workers, of the FastCGI fronts against
+ * nginx with keep-alive on the same backend: says so, if it happened.
+ */
 function baselineSentence(result) {
   const byBase = new Map();
   for (const c of result.cases) {
@@ -87,9 +90,11 @@ function baselineSentence(result) {
     .map(([base, names]) => {
       const label = result.plan.fronts?.[base] ?? base;
       if (names.size === 0) return ` The "x nginx" of ${base} (${label}) is against itself (1.00).`;
+      const why =
+        base === 'nginx-2w' ? 'so both sides run on 2 workers' : 'in front of the same backend';
       return (
         ` For ${[...names].join(', ')}, "x nginx" is against ${base} (${label}) in the same round, ` +
-        `so both sides run on 2 workers; ${base}'s own is 1.00.`
+        `${why}; ${base}'s own is 1.00.`
       );
     })
     .join('');
@@ -165,7 +170,9 @@ export function renderSvg(result) {
   parts.push(
     `<text x="16" y="${y}" class="foot">${esc(
       `${result.date.slice(0, 10)} · ${result.cpu}, ${result.cores} cores · Node ${result.node} · ${v.nginx ?? 'nginx ?'} · uWSGI ${v.uwsgi ?? '?'} · ${result.plan.rounds} round(s) of ${result.plan.duration} s, median; whiskers: min-max; dashed: nginx${
-        hasOtherBaseline(result) ? ' (next to the 2-worker fronts: nginx on 2 workers)' : ''
+        hasOtherBaseline(result)
+          ? ' (next to the 2-worker fronts: nginx on 2 workers; FastCGI: nginx with keep-alive)'
+          : ''
       }`,
     )}</text>`,
   );

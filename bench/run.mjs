@@ -22,7 +22,15 @@ import { writeCharts } from './chart.mjs';
 import { findBinary } from './lib/backends.mjs';
 import { CASE_NAMES, CASES, checkFront } from './lib/cases.mjs';
 import { findPhpFpm } from './lib/fastcgi.mjs';
-import { BACKENDS, backendsFor, FRONT_NAMES, FRONTS, startFront } from './lib/fronts.mjs';
+import {
+  BACKENDS,
+  backendsFor,
+  FRONT_NAMES,
+  FRONTS,
+  failureReason,
+  fastcgiUnsupported,
+  startFront,
+} from './lib/fronts.mjs';
 import { startLoadGenerator } from './lib/loadgen.mjs';
 import { runCore, versions } from './lib/machine.mjs';
 import { machineFacts } from './lib/measure.mjs';
@@ -312,35 +320,16 @@ function cpuSeconds(pids) {
   return pids.reduce((sum, pid) => sum + cpuTicks(pid), 0) / ticksPerSec;
 }
 
-/**
- * The fronts that proxy `fastcgi://` through scgi-core need a build that accepts such an
- * upstream (the engine's FastCGI support): asked as a user would, by constructing an ScgiProxy
- * (nothing connects until a request). Without it they are skipped, with the reason.
- */
+/** Skips the fronts that need `fastcgi://` support when this scgi-core build lacks it. */
 async function gateFastcgi() {
   const needing = frontNames.filter((name) => FRONTS[name].needsFastcgi);
   if (needing.length === 0) return;
-  let reason;
-  try {
-    const { ScgiProxy } = await import('scgi-core');
-    const proxy = new ScgiProxy({ upstream: 'fastcgi://unix:/nonexistent/fpm.sock' });
-    await proxy.close(0);
-  } catch (error) {
-    reason = `this scgi-core build does not accept a fastcgi:// upstream (${error?.code ?? error?.name}: ${error?.message})`;
-  }
+  const reason = await fastcgiUnsupported();
   if (reason === undefined) return;
   for (const name of needing) {
     skipped.set(name, { reason, failed: false });
     warn(`${name} skipped: ${reason}`);
   }
-}
-
-/** The first line of an error, and the front's own error line if its log has one. */
-function shortReason(error) {
-  const text = String(error?.message ?? error);
-  const own = /^.*\b(?:SCGI_ERR_[A-Z_]+|Error)\b.*$/m.exec(text.split('\n').slice(1).join('\n'));
-  const first = text.split('\n')[0];
-  return own ? `${first} ${own[0].trim()}` : first;
 }
 
 async function runFronts() {
@@ -366,7 +355,7 @@ async function runFronts() {
   const fronts = {};
   // A front that does not start or fails its check is reported and left out; the rest still run.
   const drop = async (name, error) => {
-    const reason = shortReason(error);
+    const reason = failureReason(error);
     skipped.set(name, { reason, failed: true });
     warn(`${name} failed, left out: ${reason}`);
     await fronts[name]?.stop();

@@ -19,18 +19,18 @@ const SMALL_CASES = Object.freeze(['tiny', '64k']);
 export const NGINX_FCGI_KEEPALIVE = 32;
 
 /**
- * fastify-scgi's arguments for the FastCGI backend `kind`: `fastcgi://unix:...`, maxConnections =
- * the backend's workers (every open connection holds a PHP-FPM child or a Python thread, so no
- * more than that are kept: DESIGN, "FastCGI keep-alive"), and PHP's SCRIPT_FILENAME.
+ * A FastCGI front's arguments for the running FastCGI `backend` (startPhpFpm or
+ * startPythonFastcgi): `fastcgi://unix:...`, maxConnections = the backend's workers (every open
+ * connection holds a PHP-FPM child or a Python thread, so no more than that are kept: DESIGN,
+ * "FastCGI keep-alive"), and PHP's SCRIPT_FILENAME.
  */
-const fastcgiUpstream =
-  (kind, extra = []) =>
-  (b) => [
-    ...['--upstream', `fastcgi://unix:${b[kind].sockets.unix}`],
-    ...['--max-connections', String(b[kind].workers)],
-    ...(b[kind].script ? ['--param', `SCRIPT_FILENAME=${b[kind].script}`] : []),
-    ...extra,
-  ];
+export const fastcgiArgs = (backend, extra = []) => [
+  ...['--upstream', `fastcgi://unix:${backend.sockets.unix}`],
+  ...['--max-connections', String(backend.workers)],
+  ...(backend.script ? ['--param', `SCRIPT_FILENAME=${backend.script}`] : []),
+  ...extra,
+];
+const fastcgiUpstream = (kind, extra) => (b) => fastcgiArgs(b[kind], extra);
 
 /**
  * `backend`: which backend serves the front's requests (its CPU is reported as the backend's; a
@@ -327,4 +327,27 @@ export async function startNodeFront(name, argv, cwd) {
   });
   await waitReady(proc, async () => port);
   return { proc, port };
+}
+
+/**
+ * Why the fronts that proxy `fastcgi://` through scgi-core cannot run, or undefined when they
+ * can: asked as a user would, by constructing an ScgiProxy with such an upstream (nothing
+ * connects until a request). False until the engine's FastCGI support is in the build.
+ */
+export async function fastcgiUnsupported() {
+  try {
+    const { ScgiProxy } = await import('scgi-core');
+    const proxy = new ScgiProxy({ upstream: 'fastcgi://unix:/nonexistent/fpm.sock' });
+    await proxy.close(0);
+    return undefined;
+  } catch (error) {
+    return `this scgi-core build does not accept a fastcgi:// upstream (${error?.code ?? error?.name}: ${error?.message})`;
+  }
+}
+
+/** A front's failure in one line: the first line, and the front's own error line if it logged one. */
+export function failureReason(error) {
+  const [first, ...rest] = String(error?.message ?? error).split('\n');
+  const own = /^.*\b(?:SCGI_ERR_[A-Z_]+|Error)\b.*$/m.exec(rest.join('\n'));
+  return own ? `${first} ${own[0].trim()}` : first;
 }
