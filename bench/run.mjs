@@ -138,6 +138,8 @@ const positive = (value, fallback, name) => {
   }
   return n;
 };
+// The starvation scenario is about the FastCGI fronts alone: no microbenchmarks.
+const coreWanted = !args['no-core'] && !starvation;
 const plan = {
   rounds: Math.round(
     positive(args.rounds, args.quick ? 1 : starvation ? STARVATION.rounds : 4, 'rounds'),
@@ -159,7 +161,7 @@ const pairs = caseNames.reduce((n, caseName) => n + frontsOf(caseName).length, 0
 const estimate =
   pairs * perPair +
   frontNames.length +
-  (args['no-core'] ? 0 : args.quick ? 5 : 20) +
+  (coreWanted ? (args.quick ? 5 : 20) : 0) +
   (args.quick ? 5 : 20);
 const maxSeconds = positive(args['max-seconds'], Math.max(900, estimate * 1.5), 'max-seconds');
 const out = resolve(args.out);
@@ -242,7 +244,7 @@ if (result.loadavgAtStart[0] > result.cores / 2)
   warn(`the machine was busy at start (load ${result.loadavgAtStart[0]})`);
 
 try {
-  if (!args['no-core']) result.core = await runCore({ root: ROOT, outDir, quick: args.quick });
+  if (coreWanted) result.core = await runCore({ root: ROOT, outDir, quick: args.quick });
   await gateFastcgi();
   await runFronts();
 } finally {
@@ -407,6 +409,7 @@ async function runFronts() {
       seconds: round3(r.seconds),
       errors: r.errors,
       timeouts: r.timeouts,
+      unfinished: r.unfinished,
       non2xx: r.non2xx,
       cpu: { front: pct(0), backend: backPids.length ? pct(1) : null, load: pct(2) },
       frontCpuUsPerReq: r.requests > 0 ? round3(((after[0] - before[0]) * 1e6) / r.requests) : null,

@@ -6,6 +6,12 @@
  * Latency is recorded here from autocannon's per-response event (float ms from hrtime), not from
  * its histogram, which keeps whole milliseconds only: at sub-millisecond latencies p50 and p99
  * would otherwise both read 0 or 1.
+ *
+ * A request still unanswered when the run stops counts too, at the time it had waited (a lower
+ * bound of its latency): autocannon drops it, so a front that parks some connections' requests
+ * for longer than the round (FastCGI keep-alive starvation, bench/README.md) would otherwise
+ * show the p99 of the connections it did serve. Every connection has at most one request in
+ * flight (no pipelining), so these are at most `connections` samples.
  */
 import { createRequire } from 'node:module';
 import autocannon from 'autocannon';
@@ -35,6 +41,8 @@ function run({ url, method, bodySize, connections, duration, timeout }) {
   }
   let latencies = new Float64Array(1 << 16);
   let count = 0;
+  /** Per autocannon client: when its request in flight was sent (hrtime ns), or 0n. */
+  const inFlight = new Map();
   let bytes = 0;
   let other = 0;
   return new Promise((resolve, reject) => {
@@ -53,12 +61,25 @@ function run({ url, method, bodySize, connections, duration, timeout }) {
         renderProgressBar: false,
         renderResultsTable: false,
         renderLatencyTable: false,
+        setupClient: (client) => {
+          client.on('request', () => inFlight.set(client, process.hrtime.bigint()));
+          client.on('response', () => inFlight.set(client, 0n));
+          // A timed-out or failed request is counted by autocannon (timeouts, errors).
+          client.on('timeout', () => inFlight.set(client, 0n));
+        },
       },
       (err, result) => {
         if (err) return reject(err);
-        const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+        const now = process.hrtime.bigint();
+        const elapsed = Number(now - started) / 1e9;
         const seconds = result.duration > 0 ? result.duration : elapsed;
-        const sorted = latencies.subarray(0, count).sort();
+        const unfinished = [...inFlight.values()].filter((t) => t > 0n);
+        const all = new Float64Array(count + unfinished.length);
+        all.set(latencies.subarray(0, count));
+        unfinished.forEach((t, i) => {
+          all[count + i] = Number(now - t) / 1e6;
+        });
+        const sorted = all.sort();
         resolve({
           seconds,
           requests: count,
@@ -72,6 +93,8 @@ function run({ url, method, bodySize, connections, duration, timeout }) {
             max: percentile(sorted, 100),
           },
           non2xx: other,
+          // Requests still unanswered when the run stopped (in p50/p99 at their wait so far).
+          unfinished: unfinished.length,
           errors: result.errors,
           timeouts: result.timeouts,
         });
