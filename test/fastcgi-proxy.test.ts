@@ -205,8 +205,12 @@ describe.each(KINDS)('FastCGI keep-alive through %s', (kind) => {
     const seen = JSON.parse(res.body.toString());
     expect(seen).toMatchObject({ method, length: body?.length ?? 0 });
     const stats = front.proxy.stats().backends[0]!;
-    // Not the backend's failure: not charged, and it stays up.
-    expect(stats).toMatchObject({ failed: 0, state: 'up' });
+    // The kept connection failed first; not the backend's failure: not charged, it stays up.
+    expect(stats).toMatchObject({
+      failed: 0,
+      state: 'up',
+      lastError: 'SCGI_ERR_KEPT_CONNECTION_CLOSED',
+    });
   });
 
   it('a client that goes away mid-response closes that backend connection', async () => {
