@@ -119,6 +119,39 @@ describe.each(KINDS)('FastCGI protocol faults through %s', (kind) => {
   });
 });
 
+describe('health checks over FastCGI', () => {
+  let backend: RawFastcgiBackend;
+  beforeAll(async () => {
+    backend = await startRawFastcgi();
+  });
+  afterAll(async () => {
+    await backend.close();
+  });
+
+  it.each(KINDS)('a GET of the path in FastCGI decides the verdict (%s)', async (kind) => {
+    const good = await startProxyFront(kind, {
+      upstream: backend.address,
+      healthCheck: { interval: 50, path: '/echo' },
+    });
+    const bad = await startProxyFront(kind, {
+      upstream: backend.address,
+      healthCheck: { interval: 50, path: '/echo', expectStatus: 204 },
+    });
+    try {
+      const checks = () =>
+        backend.requests.filter((r) => r.env.HTTP_USER_AGENT === 'scgi-core-health-check');
+      expect(await eventually(() => checks().length >= 4)).toBe(true);
+      expect(checks()[0]!.env).toMatchObject({ REQUEST_METHOD: 'GET', PATH_INFO: '/echo' });
+      expect(checks()[0]!.keepConn).toBe(false);
+      expect(await eventually(() => !bad.proxy.stats().backends[0]!.healthy)).toBe(true);
+      expect(good.proxy.stats().backends[0]!.healthy).toBe(true);
+    } finally {
+      await good.close();
+      await bad.close();
+    }
+  });
+});
+
 describe.each(KINDS)('FastCGI keep-alive through %s', (kind) => {
   let backend: RawFastcgiBackend;
   const fronts: ProxyFront[] = [];

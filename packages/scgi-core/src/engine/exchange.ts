@@ -672,7 +672,11 @@ export class Exchange implements SocketUser {
    */
   #keptConnectionFailed(reason: string, cause?: Error): boolean {
     if (!this.#reused || this.responseStarted || this.#state !== State.AwaitHead) return false;
-    this.#fail(new KeptConnectionClosedError(reason, cause === undefined ? undefined : { cause }));
+    this.#fail(
+      cause === undefined
+        ? new KeptConnectionClosedError(reason)
+        : new KeptConnectionClosedError(reason, { cause }),
+    );
     return true;
   }
 
