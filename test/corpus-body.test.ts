@@ -14,6 +14,7 @@ import {
   errorBody,
   eventually,
   expectedErrorFields,
+  FASTCGI_BACKENDS,
   fields,
   frontsFor,
   pattern,
@@ -114,7 +115,7 @@ const APP = {
   },
 } satisfies Record<AppKind, unknown>;
 
-describe.each(BACKENDS)('corpus (bodies, responses) -> $name', (spec) => {
+describe.each([...BACKENDS, ...FASTCGI_BACKENDS])('corpus (bodies, responses) -> $name', (spec) => {
   describe.skipIf(!available(spec))(`${spec.server} backend`, () => {
     const backend = useBackend(spec);
     const app = APP[spec.app];

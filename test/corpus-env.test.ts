@@ -12,6 +12,7 @@ import {
   envOf,
   errorBody,
   expectedErrorFields,
+  FASTCGI_BACKENDS,
   fields,
   frontsFor,
   type RunningFront,
@@ -139,7 +140,7 @@ const DESIGN_ORDER = [
   'HTTP_HOST',
 ];
 
-describe.each(BACKENDS)('corpus (env) -> $name', (spec) => {
+describe.each([...BACKENDS, ...FASTCGI_BACKENDS])('corpus (env) -> $name', (spec) => {
   describe.skipIf(!available(spec))(`${spec.server} backend`, () => {
     const backend = useBackend(spec);
 

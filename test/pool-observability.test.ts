@@ -102,6 +102,7 @@ describe('stats()', () => {
         weight: 1,
         maxConnections: 0,
         active: 0,
+        idle: 0,
         served: 0,
         failed: 0,
         lastError: null,
@@ -129,6 +130,7 @@ describe('stats()', () => {
       weight: 1,
       maxConnections: 0,
       active: 0,
+      idle: 0,
       served: 4,
       failed: 0,
       // The body cut short is the backend's fault too, though it does not count against health.
@@ -143,6 +145,7 @@ describe('stats()', () => {
       weight: 1,
       maxConnections: 0,
       active: 0,
+      idle: 0,
       served: 0,
       failed: 1,
       lastError: 'SCGI_ERR_CONNECT',
@@ -181,6 +184,7 @@ describe('stats()', () => {
       weight: 1,
       maxConnections: 0,
       active: 0,
+      idle: 0,
       // The cut-short body is no answer for the pool (not served) and, as a body failure, not
       // a health failure either.
       served: 3,

@@ -12,10 +12,12 @@ import { STATUS_CODES } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { createFastcgiServer } from 'scgi-core';
 import { afterAll, beforeAll } from 'vitest';
-import { startNodeApp } from '../../examples/node-app.mjs';
+import { handler as nodeAppHandler, startNodeApp } from '../../examples/node-app.mjs';
 import { startPythonBackend, startUwsgi } from './backends.js';
 import { has } from './binaries.js';
+import { startPythonFastcgi, startUwsgiFastcgi } from './fastcgi-backends.js';
 import { type Front, type FrontKind, startFront } from './fronts.js';
 import { countOpenFds, headerValues, type RawResponse, rawRequest } from './http.js';
 import { makeTempDir, removeTempDir } from './tmp.js';
@@ -28,6 +30,8 @@ export interface BackendSpec {
   readonly socket: 'tcp' | 'unix';
   /** Which app answers: app.py (uWSGI, scgi_server.py) or node-app.mjs. */
   readonly app: AppKind;
+  /** The wire protocol: FastCGI backends get a `fastcgi://` address. @default 'scgi' */
+  readonly protocol?: 'scgi' | 'fastcgi';
 }
 
 /** The four backends of the corpus. */
@@ -36,6 +40,35 @@ export const BACKENDS: readonly BackendSpec[] = [
   { name: 'uWSGI over a Unix socket', server: 'uwsgi', socket: 'unix', app: 'python' },
   { name: 'scgi_server.py over a Unix socket', server: 'python', socket: 'unix', app: 'python' },
   { name: 'Node SCGI server over a Unix socket', server: 'node', socket: 'unix', app: 'node' },
+];
+
+/**
+ * The same apps over FastCGI (kept connections): examples/python/fastcgi_server.py, uWSGI's
+ * `--fastcgi-socket` (it closes after every request), and node-app.mjs's handler under
+ * scgi-core's `createFastcgiServer`.
+ */
+export const FASTCGI_BACKENDS: readonly BackendSpec[] = [
+  {
+    name: 'fastcgi_server.py over a Unix socket',
+    server: 'python',
+    socket: 'unix',
+    app: 'python',
+    protocol: 'fastcgi',
+  },
+  {
+    name: 'uWSGI FastCGI over TCP',
+    server: 'uwsgi',
+    socket: 'tcp',
+    app: 'python',
+    protocol: 'fastcgi',
+  },
+  {
+    name: 'Node FastCGI server over a Unix socket',
+    server: 'node',
+    socket: 'unix',
+    app: 'node',
+    protocol: 'fastcgi',
+  },
 ];
 
 /**
@@ -64,6 +97,19 @@ export interface RunningBackend {
 }
 
 export async function startBackend(spec: BackendSpec): Promise<RunningBackend> {
+  if (spec.protocol === 'fastcgi' && spec.server !== 'node') {
+    const b =
+      spec.server === 'uwsgi'
+        ? await startUwsgiFastcgi({ socket: spec.socket })
+        : await startPythonFastcgi({ socket: spec.socket, threads: 32 });
+    return {
+      spec,
+      address: `fastcgi://${b.address}`,
+      pid: b.pid,
+      nodeServer: null,
+      stop: b.stop,
+    };
+  }
   if (spec.server === 'uwsgi') {
     const b = await startUwsgi({ socket: spec.socket, processes: 2, threads: 8 });
     return { spec, address: b.address, pid: b.pid, nodeServer: null, stop: b.stop };
@@ -75,7 +121,12 @@ export async function startBackend(spec: BackendSpec): Promise<RunningBackend> {
   const dir = makeTempDir('scgi-na-');
   let address: string;
   let server: Server;
-  if (spec.socket === 'unix') {
+  if (spec.protocol === 'fastcgi') {
+    const path = join(dir, 'app.sock');
+    server = createFastcgiServer(nodeAppHandler);
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    address = `fastcgi://unix:${path}`;
+  } else if (spec.socket === 'unix') {
     address = `unix:${join(dir, 'app.sock')}`;
     server = await startNodeApp(address);
   } else {

@@ -66,11 +66,16 @@ export interface ScgiErrorConstructor {
  * - `retry`: whether the request may go to another backend. `'connect'`: nothing was sent, so
  *   always; `'replayable'`: only when the request can be sent again (an idempotent method, a body
  *   held in memory or a spool file) and no response byte arrived (nginx's `non_idempotent` rule);
- *   `'never'`: the same failure would follow, or the client is the cause.
+ *   `'unprocessed'`: the backend said it did not process the request (FastCGI `OVERLOADED`), so
+ *   for any method whose body can be sent again; `'fresh'`: a kept connection that the backend
+ *   had closed between requests (PHP-FPM's `pm.max_requests`, a restart): once more on a new
+ *   connection, for any method, not counted as a try (nginx does not count a failed cached
+ *   connection either: `u->peer.tries++` in ngx_http_upstream_next); `'never'`: the same failure
+ *   would follow, or the client is the cause.
  */
 export interface FailurePolicy {
   readonly chargesBackend: boolean;
-  readonly retry: 'connect' | 'replayable' | 'never';
+  readonly retry: 'connect' | 'replayable' | 'unprocessed' | 'fresh' | 'never';
 }
 
 /** What the registry knows of each code; the README table is checked against it. */
@@ -263,6 +268,17 @@ export const UpstreamResetError = define(
   'The SCGI backend connection failed: %s',
   BACKEND_FAILED,
 );
+/**
+ * A connection kept from an earlier request failed before any response byte: the backend closed
+ * it while it was idle (the close crossed our write). Not the backend's fault, and the request
+ * was not processed: tried again on a new connection (engine/failure-policy.ts).
+ */
+export const KeptConnectionClosedError = define(
+  'SCGI_ERR_KEPT_CONNECTION_CLOSED',
+  502,
+  'The backend had closed the kept connection before the request: %s',
+  { chargesBackend: false, retry: 'fresh' },
+);
 export const UpstreamBodyError = define(
   'SCGI_ERR_UPSTREAM_BODY',
   502,
@@ -301,6 +317,19 @@ export const FastcgiTruncatedError = define(
   'SCGI_ERR_FASTCGI_TRUNCATED',
   502,
   'The FastCGI connection ended %s',
+);
+/** END_REQUEST with FCGI_OVERLOADED (spec §5.5): the application refused the request unprocessed. */
+export const FastcgiOverloadedError = define(
+  'SCGI_ERR_FASTCGI_OVERLOADED',
+  503,
+  'The FastCGI backend is overloaded and did not process the request',
+  { chargesBackend: false, retry: 'unprocessed' },
+);
+/** END_REQUEST with FCGI_CANT_MPX_CONN, FCGI_UNKNOWN_ROLE or an undefined protocolStatus. */
+export const FastcgiStatusError = define(
+  'SCGI_ERR_FASTCGI_STATUS',
+  502,
+  'The FastCGI backend ended the request with %s',
 );
 export const FastcgiPairsError = define(
   'SCGI_ERR_FASTCGI_PAIRS',

@@ -49,6 +49,7 @@ export {
   type FastcgiResponseHandlers,
 } from './fastcgi/decoder.js';
 export * from './fastcgi/encoder.js';
+export { fastcgiProtocol } from './fastcgi/protocol.js';
 export {
   type BeginRequestBody,
   type DecodePairsOptions,
@@ -82,5 +83,6 @@ export {
   defaultConnector,
 } from './upstream/connect.js';
 export * from './upstream/health.js';
+export type { KeepAliveOptions } from './upstream/keep-alive.js';
 export type { BackendState, BackendStats, PoolStats } from './upstream/pool.js';
 export type { ScgiLogger, SpawnOptions } from './upstream/spawn.js';

@@ -10,7 +10,21 @@ describe('parseAddress', () => {
     ['localhost:1', { kind: 'tcp', host: 'localhost', port: 1, label: 'localhost:1' }],
     ['[::1]:65535', { kind: 'tcp', host: '::1', port: 65535, label: '[::1]:65535' }],
   ])('parses %s', (input, expected) => {
-    expect(parseAddress(input)).toEqual(expected);
+    expect(parseAddress(input)).toEqual({ ...expected, scheme: 'scgi' });
+  });
+
+  it.each([
+    ['fastcgi://127.0.0.1:9000', 'fastcgi', { kind: 'tcp', host: '127.0.0.1', port: 9000 }],
+    [
+      'fastcgi://unix:/run/php/php-fpm.sock',
+      'fastcgi',
+      { kind: 'unix', path: '/run/php/php-fpm.sock', label: 'unix:/run/php/php-fpm.sock' },
+    ],
+    ['FastCGI:///run/app.sock', 'fastcgi', { kind: 'unix', path: '/run/app.sock' }],
+    ['scgi://[::1]:4000', 'scgi', { kind: 'tcp', host: '::1', port: 4000, label: '[::1]:4000' }],
+    ['scgi://unix:/run/app.sock', 'scgi', { kind: 'unix', path: '/run/app.sock' }],
+  ])('parses the scheme of %s', (input, scheme, expected) => {
+    expect(parseAddress(input)).toMatchObject({ ...expected, scheme });
   });
 
   it.each([
@@ -25,6 +39,10 @@ describe('parseAddress', () => {
     ['[::1]9000', 'expected [ipv6]:port'],
     ['[127.0.0.1]:80', 'not an IPv6'],
     ['unix:/a\0b', 'NUL'],
+    ['http://127.0.0.1:80', 'unsupported scheme http://; the forms are unix:/path'],
+    ['uwsgi://127.0.0.1:80', 'bare (SCGI) or after scgi:// or fastcgi://'],
+    ['fastcgi://', 'nothing after fastcgi://'],
+    ['fastcgi://localhost', 'fastcgi://localhost'],
   ])('rejects %j', (input, reason) => {
     let caught: unknown;
     try {

@@ -17,6 +17,7 @@ import { CgiResponseParser } from '../cgi/response-parser.js';
 import {
   HeadersTimeoutError,
   IdleTimeoutError,
+  KeptConnectionClosedError,
   RequestAbortedError,
   RequestTimeoutError,
   ResponseHeaderError,
@@ -32,6 +33,7 @@ import type { SpooledBody } from '../http/spool.js';
 import type { CgiResponseHead } from '../types.js';
 import type { UpstreamAddress } from '../upstream/address.js';
 import { bindSocket, releaseSocket, type SocketUser } from '../upstream/connect.js';
+import type { KeepAliveSet } from '../upstream/keep-alive.js';
 import type { Outcome } from '../upstream/pool.js';
 import { chargesBackend } from './failure-policy.js';
 import type { ResolvedProxyOptions } from './options.js';
@@ -60,7 +62,13 @@ enum State {
   /** Head parsed; collecting a small body whole before the response is handed on. */
   Buffering = 2,
   Body = 3,
-  Done = 4,
+  /**
+   * The response is complete by its Content-Length (or has no body) and handed on, but the
+   * protocol's end (FastCGI END_REQUEST) has not come yet: the connection is read up to it,
+   * the extra bytes dropped, and only then kept for the next request.
+   */
+  Draining = 4,
+  Done = 5,
 }
 
 /** Bytes of a backend's STDERR logged per request, at most. */
@@ -87,6 +95,16 @@ export interface ExchangeRequest {
   readonly onDone: (outcome: Outcome) => void;
   /** The caller gives a small body's buffer back (`recycleBodyBuffer`): take it from the pool. */
   readonly poolBody?: boolean;
+  /**
+   * The backend's idle connections (the request head asked to keep the connection): a clean
+   * end puts the connection there, and a new connection first makes room among them.
+   */
+  readonly keepAlive?: KeepAliveSet | null;
+  /**
+   * May ride an idle connection: the request can be sent again if that connection turns out
+   * closed (engine/proxy.ts gives only such requests a kept connection).
+   */
+  readonly reuse?: boolean;
 }
 
 export class Exchange implements SocketUser {
@@ -109,6 +127,16 @@ export class Exchange implements SocketUser {
   /** The caller gives a small body's buffer back (`recycleBodyBuffer`): take it from the pool. */
   readonly #poolBody: boolean;
   readonly #signal: AbortSignal | undefined;
+  readonly #keepAlive: KeepAliveSet | null;
+  readonly #reuse: boolean;
+  /** The connection came from the idle set (a failure before any answer is then no fault). */
+  #reused = false;
+  /** Requests the connection carried before this one. */
+  #requests = 0;
+  /** The whole request is written (its body too): only then may the connection be kept. */
+  #requestSent = false;
+  /** The protocol said the response is complete and the connection clean (END_REQUEST). */
+  #reusable = false;
   readonly #started = performance.now();
   readonly #timings: ScgiTimings = { connect: -1, head: -1, total: -1 };
   #state = State.Connecting;
@@ -147,6 +175,8 @@ export class Exchange implements SocketUser {
     this.#signal = request.signal;
     this.#onHead = request.onHead;
     this.#poolBody = request.poolBody === true;
+    this.#keepAlive = request.keepAlive ?? null;
+    this.#reuse = request.reuse === true && this.#keepAlive !== null;
     this.#parser = new CgiResponseParser({
       maxHeadSize: opts.maxHeadSize,
       passHeaders: opts.passHeaders,
@@ -165,6 +195,18 @@ export class Exchange implements SocketUser {
       return this.promise;
     }
     this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
+    const keep = this.#keepAlive;
+    if (keep !== null) {
+      const kept = this.#reuse ? keep.take() : null;
+      if (kept !== null) {
+        this.#reused = true;
+        this.#requests = kept.requests;
+        this.#connected(kept.socket);
+        return this.promise;
+      }
+      // A new connection: idle ones make way first if it would pass maxConnections.
+      keep.makeRoom();
+    }
     const cancel = this.#opts.connector(
       this.#address,
       { timeout: this.#opts.connectTimeout },
@@ -257,6 +299,7 @@ export class Exchange implements SocketUser {
   /** The whole request is written: the response head timer starts now (as undici's headersTimeout). */
   #sent(): void {
     this.#clientBody = null;
+    this.#requestSent = true;
     if (this.#state === State.AwaitHead && this.#opts.headersTimeout > 0) {
       this.#headersTimer = setTimeout(Exchange.#onHeadersTimeout, this.#opts.headersTimeout, this);
     }
@@ -271,6 +314,10 @@ export class Exchange implements SocketUser {
 
   /** @internal */
   onTimeout(): void {
+    if (this.#state === State.Draining) {
+      this.#drainFailed();
+      return;
+    }
     // idleTimeout ends the exchange in every state: no branch re-arms it, or a client and a
     // backend that both stop could hold two sockets for good (issue 12 §2).
     // The socket is paused only for a client that does not take the body: taking any of it
@@ -311,7 +358,10 @@ export class Exchange implements SocketUser {
   readonly #sink: ResponseSink = {
     data: (chunk, lent) => this.#input(chunk, lent),
     stderr: (chunk) => this.#stderr(chunk),
-    complete: () => this.#complete(),
+    complete: (reusable) => {
+      this.#reusable = reusable;
+      this.#complete();
+    },
     error: (err) => this.#failAny(err),
   };
 
@@ -518,7 +568,7 @@ export class Exchange implements SocketUser {
     );
     if (this.#poolBody) markBodyPooled(response);
     this.#onHead?.(response);
-    this.#release();
+    this.#responseDone();
     this.#resolve(response);
   }
 
@@ -543,6 +593,44 @@ export class Exchange implements SocketUser {
     this.#state = State.Done;
     this.#body!.push(null);
     this.#timings.total = performance.now() - this.#started;
+    this.#responseDone();
+  }
+
+  /**
+   * The client's response is complete. With a connection to keep whose protocol has not said
+   * its last word yet (FastCGI: STDOUT past Content-Length, then END_REQUEST), the connection is
+   * read on to that end (State.Draining, bounded by the idle timer) while the client already has
+   * its answer; otherwise everything is released now.
+   */
+  #responseDone(): void {
+    const socket = this.#socket;
+    if (
+      this.#keepAlive === null ||
+      this.#reusable ||
+      !this.#requestSent ||
+      socket === null ||
+      this.#raw
+    ) {
+      this.#release();
+      return;
+    }
+    this.#state = State.Draining;
+    if (this.#headersTimer !== null) {
+      clearTimeout(this.#headersTimer);
+      this.#headersTimer = null;
+    }
+    // Paused for a slow client earlier: what is left to read is the protocol's end alone.
+    socket.resume();
+    const idle =
+      this.#opts.idleTimeout > 0 ? this.#opts.idleTimeout : this.#keepAlive.options.idleTimeout;
+    socket.setTimeout(idle);
+  }
+
+  /** Draining failed (close, error, timeout, a protocol error): the connection is not kept. */
+  #drainFailed(): void {
+    if (this.#state !== State.Draining) return;
+    this.#state = State.Done;
+    this.#reusable = false;
     this.#release();
   }
 
@@ -557,8 +645,15 @@ export class Exchange implements SocketUser {
 
   /** The consumer destroyed the body (client gone, or done with it): drop the backend at once. */
   bodyDestroyed(): void {
+    if (this.#state === State.Draining) {
+      // The client has the whole body: its going away does not concern the connection.
+      return;
+    }
     if (this.#state !== State.Done) {
+      // Mid-response: the backend connection closes (PHP-FPM ignores FCGI_ABORT_REQUEST), and
+      // is never kept: #reusable is false until END_REQUEST.
       this.#state = State.Done;
+      this.#reusable = false;
       this.#release();
     }
   }
@@ -572,13 +667,29 @@ export class Exchange implements SocketUser {
   }
 
   /**
+   * A kept connection failed before any answer: the backend had closed it between requests.
+   * Its own error, so the proxy sends the request again on a new connection (failure-policy).
+   */
+  #keptConnectionFailed(reason: string, cause?: Error): boolean {
+    if (!this.#reused || this.responseStarted || this.#state !== State.AwaitHead) return false;
+    this.#fail(
+      cause === undefined
+        ? new KeptConnectionClosedError(reason)
+        : new KeptConnectionClosedError(reason, { cause }),
+    );
+    return true;
+  }
+
+  /**
    * The connection closed before the protocol said the response was complete (FastCGI: before
    * END_REQUEST): before the head a 502, after it a cut client connection, never a body that
    * looks complete.
    */
   #incomplete(): void {
     const state = this.#state;
-    if (state === State.AwaitHead) this.#fail(new UpstreamClosedError());
+    if (state === State.Draining) this.#drainFailed();
+    else if (this.#keptConnectionFailed('end of stream')) return;
+    else if (state === State.AwaitHead) this.#fail(new UpstreamClosedError());
     else if (state === State.Buffering || state === State.Body) {
       this.#failAny(new UpstreamBodyError('connection closed before the end of the response'));
     }
@@ -587,7 +698,10 @@ export class Exchange implements SocketUser {
   /** The response is complete by the protocol's word: SCGI's close, FastCGI's END_REQUEST. */
   #complete(): void {
     const state = this.#state;
-    if (state === State.AwaitHead) {
+    if (state === State.Draining) {
+      this.#state = State.Done;
+      this.#release();
+    } else if (state === State.AwaitHead) {
       this.#fail(new UpstreamClosedError());
     } else if (state === State.Buffering || (state === State.Body && this.#remaining > 0)) {
       const missing =
@@ -603,7 +717,9 @@ export class Exchange implements SocketUser {
   /** @internal */
   onError(err: NodeJS.ErrnoException): void {
     const state = this.#state;
-    if (state === State.AwaitHead) {
+    if (state === State.Draining) this.#drainFailed();
+    else if (this.#keptConnectionFailed(err.code ?? err.message, err)) return;
+    else if (state === State.AwaitHead) {
       this.#fail(new UpstreamResetError(err.code ?? err.message, { cause: err }));
     } else if (state === State.Buffering || state === State.Body) {
       this.#failAny(new UpstreamBodyError(err.code ?? err.message, { cause: err }));
@@ -612,22 +728,26 @@ export class Exchange implements SocketUser {
 
   /** @internal */
   onClose(): void {
-    if (this.#state === State.AwaitHead) this.#fail(new UpstreamClosedError());
+    if (this.#state === State.Draining) this.#drainFailed();
+    else if (this.#keptConnectionFailed('closed')) return;
+    else if (this.#state === State.AwaitHead) this.#fail(new UpstreamClosedError());
     else if (this.#state === State.Body || this.#state === State.Buffering) this.onEnd();
   }
 
   /** Fails in whatever state: before the head the promise rejects, after it the body errors. */
   #failAny(err: ScgiError): void {
     if (this.#state === State.Body) this.#failBody(err);
+    else if (this.#state === State.Draining) this.#drainFailed();
     else this.#fail(err);
   }
 
   /** Failure before the head: reject the promise. */
   #fail(err: ScgiError): void {
-    if (this.#state === State.Done || this.#state === State.Body) return;
+    const state = this.#state;
+    if (state === State.Done || state === State.Body || state === State.Draining) return;
     // A small body that failed while being collected never reached the client: for the pool and
     // the diagnostics this request got no answer.
-    if (this.#state === State.Buffering) this.#headReceived = false;
+    if (state === State.Buffering) this.#headReceived = false;
     this.#state = State.Done;
     err.upstream = this.#address.label;
     this.#error = err;
@@ -668,11 +788,26 @@ export class Exchange implements SocketUser {
     if (socket !== null) {
       // The socket may serve another exchange from now on: drop every reference to it.
       this.#socket = null;
-      if (this.#opts.idleTimeout > 0) socket.setTimeout(0);
-      // A body that ended with the connection (no Content-Length) leaves its next read buffer
-      // in the socket until the socket connects again: such a socket is not kept idle, so an
-      // idle socket never holds 64 KiB.
-      releaseSocket(socket, err === undefined && this.#streamTarget === null);
+      if (this.#opts.idleTimeout > 0 || this.#keepAlive !== null) socket.setTimeout(0);
+      const clean = err === undefined && this.#streamTarget === null;
+      const keep = this.#keepAlive;
+      if (
+        keep !== null &&
+        clean &&
+        this.#reusable &&
+        this.#requestSent &&
+        socket.readableLength === 0 &&
+        socket.writableLength === 0 &&
+        !socket.destroyed
+      ) {
+        if (socket.isPaused()) socket.resume();
+        keep.put(socket, this.#requests + 1);
+      } else {
+        // A body that ended with the connection (no Content-Length) leaves its next read buffer
+        // in the socket until the socket connects again: such a socket is not kept idle, so an
+        // idle socket never holds 64 KiB.
+        releaseSocket(socket, clean);
+      }
       this.#streamTarget = null;
     }
     if (this.#timings.total < 0) this.#timings.total = performance.now() - this.#started;

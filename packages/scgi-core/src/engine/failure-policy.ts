@@ -13,14 +13,28 @@ export function chargesBackend(err: ScgiError): boolean {
 /**
  * The request may go to another backend after `err`: always after a failed connect (nothing was
  * sent); after a reset or timeout only when the request can be sent again (`replayable`: an
- * idempotent method and a body held in memory or a spool file) and no response byte arrived.
+ * idempotent method and a body held in memory or a spool file) and no response byte arrived;
+ * after a refusal of the backend (FastCGI OVERLOADED) for any method whose body can be sent
+ * again (`bodyResendable`).
  */
 export function mayRetryElsewhere(
   err: ScgiError,
   replayable: boolean,
   responseStarted: boolean,
+  bodyResendable = replayable,
 ): boolean {
   const retry = errorInfo(err.code)?.retry;
   if (retry === 'connect') return true;
-  return retry === 'replayable' && replayable && !responseStarted;
+  if (responseStarted) return false;
+  if (retry === 'unprocessed') return bodyResendable;
+  return retry === 'replayable' && replayable;
+}
+
+/**
+ * The request may go once more on a new connection (to any backend, the same one included),
+ * without counting as a try: the failure was a kept connection found closed (`'fresh'`). Only
+ * requests whose body can be sent again ever ride a kept connection (engine/proxy.ts).
+ */
+export function mayRetryFresh(err: ScgiError, responseStarted: boolean): boolean {
+  return !responseStarted && errorInfo(err.code)?.retry === 'fresh';
 }

@@ -10,6 +10,8 @@ import {
 } from '../cgi/env.js';
 import { isInternalResponseHeader } from '../cgi/response-parser.js';
 import { InvalidOptionError } from '../errors.js';
+import { fastcgiProtocol } from '../fastcgi/protocol.js';
+import { scgiProtocol } from '../scgi/protocol.js';
 import { parseAddress } from '../upstream/address.js';
 import { type Connector, lendingConnector } from '../upstream/connect.js';
 import {
@@ -17,6 +19,11 @@ import {
   type ResolvedHealthCheck,
   resolveHealthCheck,
 } from '../upstream/health.js';
+import {
+  type KeepAliveOptions,
+  type ResolvedKeepAlive,
+  resolveKeepAlive,
+} from '../upstream/keep-alive.js';
 import { Backend } from '../upstream/pool.js';
 import {
   type ResolvedSpawnOptions,
@@ -28,7 +35,10 @@ import { checkKnownKeys, intOption } from './option-checks.js';
 
 /** One backend of a pool. */
 export interface UpstreamEntry {
-  /** `unix:/path`, `/path`, `host:port` or `[::1]:port`. */
+  /**
+   * `unix:/path`, `/path`, `host:port` or `[::1]:port` (SCGI), or one of them after `fastcgi://`
+   * (FastCGI: `fastcgi://127.0.0.1:9000`, `fastcgi://unix:/run/php/php-fpm.sock`) or `scgi://`.
+   */
   address: string;
   /**
    * Share of the requests relative to the other backends (nginx `weight=`).
@@ -205,6 +215,13 @@ export interface ScgiProxySettings extends CgiEnvOptions {
   maxBufferedBody?: number;
   /** Replaces how sockets to the backend are opened (undici-style connector). */
   connector?: Connector;
+  /**
+   * FastCGI backends: idle connections kept per backend and reused (FCGI_KEEP_CONN). Each open
+   * connection holds a PHP-FPM child or a flup thread and counts against `maxConnections`: set
+   * that to the backend's workers. `false` opens a connection per request (SCGI always does).
+   * @default { maxIdle: 4, idleTimeout: 5000, maxRequests: 1000 }
+   */
+  keepAlive?: boolean | KeepAliveOptions;
 }
 
 export interface ResolvedProxyOptions {
@@ -232,6 +249,8 @@ export interface ResolvedProxyOptions {
   readonly passHeaders: ReadonlySet<string>;
   readonly maxBufferedBody: number;
   readonly connector: Connector;
+  /** null: no connection is kept (`keepAlive: false`). */
+  readonly keepAlive: ResolvedKeepAlive | null;
   readonly env: ResolvedCgiEnvOptions;
 }
 
@@ -384,6 +403,13 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
       },
     },
     {
+      name: 'keepAlive',
+      type: 'boolean | { maxIdle?, idleTimeout?, maxRequests? }',
+      default: '`{ maxIdle: 4, idleTimeout: 5000, maxRequests: 1000 }`',
+      doc: 'FastCGI: idle connections kept per backend and reused; `false`: one per request',
+      resolve: (value: unknown) => resolveKeepAlive(value),
+    },
+    {
       name: 'balance',
       type: "'round-robin' | 'least-connections' | { hash: (req) => string | undefined }",
       default: "`'round-robin'`",
@@ -513,8 +539,9 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
   const defaultMax = nonNegativeInt('maxConnections', options.maxConnections, 0);
   const spawn = options.spawn === undefined ? null : resolveSpawnOptions(options.spawn);
   const backends = resolveBackends(
-    spawn === null ? options.upstream : spawn.sockets.map((p) => `unix:${p}`),
+    spawn === null ? options.upstream : spawn.sockets.map((p) => `${spawn.protocol}://unix:${p}`),
     defaultMax,
+    resolved.keepAlive as ResolvedKeepAlive | null,
   );
   const { balance, hashKey } = resolveBalance(options.balance);
   const envOptions: Record<string, unknown> = {};
@@ -561,11 +588,15 @@ function resolvePassHeaders(value: unknown): ReadonlySet<string> {
 const NO_NAMES: ReadonlySet<string> = new Set();
 
 const UPSTREAM_HINT =
-  'an address such as unix:/run/app.sock or 127.0.0.1:9000, an { address, weight, maxConnections } entry, or a list of them';
+  'an address such as unix:/run/app.sock, 127.0.0.1:9000 or fastcgi://127.0.0.1:9000, an { address, weight, maxConnections } entry, or a list of them';
 
 const ENTRY_KEYS = new Set(['address', 'weight', 'maxConnections']);
 
-function resolveBackends(upstream: unknown, defaultMax: number): Backend[] {
+function resolveBackends(
+  upstream: unknown,
+  defaultMax: number,
+  keepAlive: ResolvedKeepAlive | null,
+): Backend[] {
   const list = Array.isArray(upstream) ? upstream : [upstream];
   if (list.length === 0) throw new InvalidOptionError('upstream', 'must name at least one backend');
   const seen = new Set<string>();
@@ -593,7 +624,8 @@ function resolveBackends(upstream: unknown, defaultMax: number): Backend[] {
     if (seen.has(parsed.label))
       throw new InvalidOptionError(where, `${parsed.label} is listed twice`);
     seen.add(parsed.label);
-    return new Backend(parsed, weight, max);
+    const protocol = parsed.scheme === 'fastcgi' ? fastcgiProtocol : scgiProtocol;
+    return new Backend(parsed, weight, max, protocol, keepAlive);
   });
 }
 

@@ -28,6 +28,11 @@ export interface WireProtocol {
    * without copies, and the response is read straight into the buffers it picks.
    */
   readonly raw: boolean;
+  /**
+   * A connection may carry another request after a complete response (FastCGI with
+   * FCGI_KEEP_CONN): the engine keeps idle connections per backend (upstream/keep-alive.ts).
+   */
+  readonly keepsConnections: boolean;
   /** Frames one chunk of the request body (not called for raw protocols). */
   frameBody(chunk: Buffer): Buffer[];
   /** Bytes that end a non-empty request body (FastCGI's empty STDIN record); null when none. */

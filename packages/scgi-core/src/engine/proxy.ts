@@ -27,7 +27,7 @@ import { Backend, type PoolStats, UpstreamPool } from '../upstream/pool.js';
 import { WorkerSupervisor } from '../upstream/spawn.js';
 import { channels } from './diagnostics.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
-import { mayRetryElsewhere } from './failure-policy.js';
+import { mayRetryElsewhere, mayRetryFresh } from './failure-policy.js';
 import {
   type ResolvedProxyOptions,
   resolveProxyOptions,
@@ -83,6 +83,14 @@ function isUpgradeRequest(req: ProxiedRequest): boolean {
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/**
+ * Request bodies with a Content-Length up to this are read whole before they are sent when the
+ * pool keeps connections: a kept connection can turn out closed by the backend (PHP-FPM's
+ * `pm.max_requests`), and the request must then be sent again, whatever its method, as nginx
+ * can with its buffered request bodies. Larger bodies stream (full duplex) on a new connection.
+ */
+const KEPT_BODY_LIMIT = 64 * 1024;
 let nextId = 0;
 
 /**
@@ -95,6 +103,8 @@ export class ScgiProxy {
   readonly #inFlight = new Set<Exchange>();
   /** The wire protocols of the pool's backends, each once. */
   readonly #protocols: readonly WireProtocol[];
+  /** Some backend keeps idle connections (FastCGI with keepAlive). */
+  readonly #keeps: boolean;
   readonly #health: HealthChecker | null;
   readonly #supervisor: WorkerSupervisor | null;
   #ready: Promise<void> | null = null;
@@ -112,6 +122,7 @@ export class ScgiProxy {
       failTimeout: o.failTimeout,
     });
     this.#protocols = [...new Set(o.backends.map((b) => b.protocol))];
+    this.#keeps = o.backends.some((b) => b.keepAlive !== null);
     this.#supervisor = o.spawn === null ? null : new WorkerSupervisor(o.spawn, this.pool, o.logger);
     // Spawned workers can also stop accepting without exiting: a connect check catches that.
     const check = o.healthCheck ?? (o.spawn === null ? null : SPAWN_HEALTH_CHECK);
@@ -246,11 +257,12 @@ export class ScgiProxy {
       return { kind: 'stream', stream: given.stream, length: given.length };
     }
     const known = requestBodyLength(req);
-    if (known === null) {
+    if (known === null || (this.#keeps && known > 0 && known <= KEPT_BODY_LIMIT)) {
       const spool = await spoolBody(
         req as Readable,
         {
-          memoryLimit: o.spoolMemory,
+          // A small body read for a kept connection stays in memory whatever spoolMemory says.
+          memoryLimit: known === null ? o.spoolMemory : known,
           maxBodySize: o.maxBodySize,
           tmpDir: o.tmpDir,
           idleTimeout: o.idleTimeout,
@@ -282,7 +294,9 @@ export class ScgiProxy {
     // Encoded once per wire protocol of the pool (one, unless the pool mixes them), before a
     // backend is picked: an environment the protocol cannot carry fails without touching the pool.
     const heads = new Map<WireProtocol, Buffer>();
-    for (const p of this.#protocols) heads.set(p, p.encodeRequestHead(env, length, false));
+    const keep = o.keepAlive !== null;
+    for (const p of this.#protocols)
+      heads.set(p, p.encodeRequestHead(env, length, keep && p.keepsConnections));
 
     const key =
       o.hashKey === null
@@ -294,6 +308,9 @@ export class ScgiProxy {
     const deadline = o.retryTimeout > 0 ? Date.now() + o.retryTimeout : Number.POSITIVE_INFINITY;
     const tried = new Set<Backend>();
     let lastError: ScgiError | null = null;
+    /** The kept connection of the previous attempt was found closed: this one opens a new one. */
+    let fresh = false;
+    let freshUsed = false;
     for (let attempt = 1; ; attempt++) {
       let backend: Backend;
       try {
@@ -346,7 +363,11 @@ export class ScgiProxy {
           }
         },
         poolBody: opts.recycleBody === true,
+        keepAlive: backend.keepAlive,
+        // Only a request that can be sent again rides a kept connection (see KEPT_BODY_LIMIT).
+        reuse: replayable && !fresh,
       });
+      fresh = false;
       this.#inFlight.add(exchange);
       watch.exchange = exchange;
       try {
@@ -355,7 +376,20 @@ export class ScgiProxy {
       } catch (err) {
         const e = err as ScgiError;
         lastError = e;
-        const mayRetry = mayRetryElsewhere(e, resendable, exchange.responseStarted);
+        if (
+          !freshUsed &&
+          watch.reason === null &&
+          !this.#closing &&
+          mayRetryFresh(e, exchange.responseStarted)
+        ) {
+          // Once, on a new connection, to any backend (this one too), and not counted as a try.
+          freshUsed = true;
+          fresh = true;
+          tried.delete(backend);
+          attempt--;
+          continue;
+        }
+        const mayRetry = mayRetryElsewhere(e, resendable, exchange.responseStarted, replayable);
         if (
           !mayRetry ||
           watch.reason !== null ||

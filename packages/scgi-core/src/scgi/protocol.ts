@@ -10,6 +10,7 @@ import { encodeScgiHead } from './head.js';
 export const scgiProtocol: WireProtocol = Object.freeze({
   name: 'scgi',
   raw: true,
+  keepsConnections: false,
   bodyEnd: null,
   encodeRequestHead(env: EnvInput): Buffer {
     return encodeScgiHead(env);

@@ -1,6 +1,7 @@
 /**
  * Optional active health checks: every `interval` ms each backend gets a connect probe, or a
- * small SCGI GET of `path` whose status must match. `fails` failed checks in a row mark it down
+ * small GET of `path` in the backend's own protocol (SCGI, or FastCGI on a connection it does
+ * not keep) whose status must match. `fails` failed checks in a row mark it down
  * (no requests go there), `passes` good ones in a row mark it up again. Timers are unref'd and
  * stop with the proxy.
  */
@@ -8,7 +9,7 @@
 import { CgiResponseParser } from '../cgi/response-parser.js';
 import { checkKnownKeys, intOption } from '../engine/option-checks.js';
 import { InvalidOptionError } from '../errors.js';
-import { encodeScgiHead } from '../scgi/head.js';
+import type { EnvPair } from '../types.js';
 import type { Connector } from './connect.js';
 import type { Backend, UpstreamPool } from './pool.js';
 
@@ -17,7 +18,7 @@ export interface HealthCheckOptions {
   interval?: number;
   /** ms a check may take. @default 2000 */
   timeout?: number;
-  /** Request this path (as PATH_INFO and REQUEST_URI) over SCGI; without it a check only connects. */
+  /** Request this path (as PATH_INFO and REQUEST_URI) in the backend's protocol; without it a check only connects. */
   path?: string;
   /** Statuses that count as healthy. @default 200-399 */
   expectStatus?: number | readonly number[] | ((status: number) => boolean);
@@ -108,35 +109,54 @@ export function checkBackend(
       socketRef = socket;
       if (check.path === null) return finish(true);
       const parser = new CgiResponseParser();
-      socket.on('error', () => finish(false));
-      socket.on('close', () => finish(false));
-      socket.on('data', (chunk: Buffer) => {
+      const protocol = backend.protocol;
+      const onResponse = (chunk: Buffer) => {
         try {
           const head = parser.push(chunk);
           if (head !== null) finish(check.expect(head.statusCode));
         } catch {
           finish(false);
         }
+      };
+      // A framed protocol's records are de-framed first (FastCGI STDOUT); its end without a
+      // head, or a protocol error, is a failed check.
+      const decoder = protocol.raw
+        ? null
+        : protocol.createDecoder({
+            data: (chunk) => onResponse(chunk),
+            stderr: () => {},
+            complete: () => finish(false),
+            error: () => finish(false),
+          });
+      socket.on('error', () => finish(false));
+      socket.on('close', () => finish(false));
+      socket.on('data', (chunk: Buffer) => {
+        if (decoder === null) onResponse(chunk);
+        else decoder.push(chunk, false);
       });
       socket.write(
-        encodeScgiHead([
-          ['CONTENT_LENGTH', '0'],
-          ['SCGI', '1'],
-          ['REQUEST_METHOD', 'GET'],
-          ['REQUEST_URI', check.path],
-          ['QUERY_STRING', ''],
-          ['SCRIPT_NAME', ''],
-          ['PATH_INFO', check.path],
-          ['SERVER_PROTOCOL', 'HTTP/1.1'],
-          ['REQUEST_SCHEME', 'http'],
-          ['SERVER_NAME', 'localhost'],
-          ['SERVER_PORT', '80'],
-          ['REMOTE_ADDR', '127.0.0.1'],
-          ['SERVER_SOFTWARE', 'scgi-core'],
-          ['GATEWAY_INTERFACE', 'CGI/1.1'],
-          ['HTTP_HOST', 'localhost'],
-          ['HTTP_USER_AGENT', 'scgi-core-health-check'],
-        ]),
+        protocol.encodeRequestHead(
+          [
+            ['CONTENT_LENGTH', '0'],
+            ...(protocol.name === 'scgi' ? [['SCGI', '1'] as EnvPair] : []),
+            ['REQUEST_METHOD', 'GET'],
+            ['REQUEST_URI', check.path],
+            ['QUERY_STRING', ''],
+            ['SCRIPT_NAME', ''],
+            ['PATH_INFO', check.path],
+            ['SERVER_PROTOCOL', 'HTTP/1.1'],
+            ['REQUEST_SCHEME', 'http'],
+            ['SERVER_NAME', 'localhost'],
+            ['SERVER_PORT', '80'],
+            ['REMOTE_ADDR', '127.0.0.1'],
+            ['SERVER_SOFTWARE', 'scgi-core'],
+            ['GATEWAY_INTERFACE', 'CGI/1.1'],
+            ['HTTP_HOST', 'localhost'],
+            ['HTTP_USER_AGENT', 'scgi-core-health-check'],
+          ],
+          0,
+          false,
+        ),
       );
     });
   });

@@ -15,6 +15,7 @@ import {
 import { scgiProtocol } from '../scgi/protocol.js';
 import type { UpstreamAddress } from './address.js';
 import { HashRing, pickLeastConnections, pickRoundRobin } from './balance.js';
+import { KeepAliveSet, type ResolvedKeepAlive } from './keep-alive.js';
 
 export type BackendState = 'up' | 'down' | 'probing';
 
@@ -27,6 +28,8 @@ export interface BackendStats {
   readonly weight: number;
   readonly maxConnections: number;
   readonly active: number;
+  /** Open connections kept idle for the next request (FastCGI keep-alive). */
+  readonly idle: number;
   readonly served: number;
   readonly failed: number;
   readonly lastError: string | null;
@@ -44,7 +47,13 @@ export class Backend {
   /** The wire protocol this backend speaks (engine/protocol.ts). */
   readonly protocol: WireProtocol;
   readonly weight: number;
+  /**
+   * Most requests at once, and (with keep-alive) most open connections, idle ones included:
+   * `keepAlive.makeRoom()` closes idle connections before a new one would pass it.
+   */
   readonly maxConnections: number;
+  /** Idle connections kept for reuse; null when the protocol or the options do not keep any. */
+  readonly keepAlive: KeepAliveSet | null;
   active = 0;
   currentWeight = 0;
   served = 0;
@@ -73,11 +82,14 @@ export class Backend {
     weight: number,
     maxConnections: number,
     protocol: WireProtocol = scgiProtocol,
+    keepAlive: ResolvedKeepAlive | null = null,
   ) {
     this.address = address;
     this.protocol = protocol;
     this.weight = weight;
     this.maxConnections = maxConnections;
+    this.keepAlive =
+      keepAlive !== null && protocol.keepsConnections ? new KeepAliveSet(keepAlive, this) : null;
   }
 
   state(now: number): BackendState {
@@ -353,6 +365,7 @@ export class UpstreamPool {
         weight: b.weight,
         maxConnections: b.maxConnections,
         active: b.active,
+        idle: b.keepAlive?.size ?? 0,
         served: b.served,
         failed: b.failed,
         lastError: b.lastError,
@@ -361,9 +374,10 @@ export class UpstreamPool {
     };
   }
 
-  /** Stops taking requests: queued ones fail with SCGI_ERR_CLOSING (503). */
+  /** Stops taking requests: queued ones fail with SCGI_ERR_CLOSING (503); idle connections close. */
   close(): void {
     this.#closing = true;
+    for (const b of this.backends) b.keepAlive?.close();
     if (this.#wakeTimer !== null) clearTimeout(this.#wakeTimer);
     this.#wakeTimer = null;
     for (const w of [...this.#queue]) {

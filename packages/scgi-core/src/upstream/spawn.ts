@@ -26,8 +26,14 @@ export interface ScgiLogger {
 }
 
 export interface SpawnOptions {
-  /** The worker program, e.g. `python3` or `uwsgi`. */
+  /** The worker program, e.g. `python3`, `uwsgi` or `php-cgi`. */
   command: string;
+  /**
+   * The protocol the workers speak on their socket: `'fastcgi'` for `php-cgi -b {socket}`,
+   * examples/python/fastcgi_server.py or `uwsgi --fastcgi-socket {socket}`.
+   * @default 'scgi'
+   */
+  protocol?: 'scgi' | 'fastcgi';
   /**
    * Its arguments; `{socket}` is replaced with the worker's Unix socket path (also given in the
    * environment variable `SCGI_SOCKET`).
@@ -59,6 +65,7 @@ export interface SpawnOptions {
 
 export interface ResolvedSpawnOptions {
   readonly command: string;
+  readonly protocol: 'scgi' | 'fastcgi';
   readonly args: readonly string[];
   readonly minInstances: number;
   readonly maxInstances: number;
@@ -81,6 +88,7 @@ const int = (name: string, v: unknown, d: number, min: number) =>
 /** Validates `spawn` options and makes the private socket directory. */
 const SPAWN_KEYS = new Set([
   'command',
+  'protocol',
   'args',
   'instances',
   'minInstances',
@@ -111,6 +119,9 @@ export function resolveSpawnOptions(o: SpawnOptions): ResolvedSpawnOptions {
   if (o.env !== undefined && (o.env === null || typeof o.env !== 'object')) {
     throw new InvalidOptionError('spawn.env', 'must be an object of strings');
   }
+  if (o.protocol !== undefined && o.protocol !== 'scgi' && o.protocol !== 'fastcgi') {
+    throw new InvalidOptionError('spawn.protocol', "must be 'scgi' or 'fastcgi'");
+  }
   if (o.cwd !== undefined && typeof o.cwd !== 'string')
     throw new InvalidOptionError('spawn.cwd', 'must be a string');
   const instances = int('instances', o.instances, 2, 1);
@@ -123,6 +134,7 @@ export function resolveSpawnOptions(o: SpawnOptions): ResolvedSpawnOptions {
   const dir = join(tmpdir(), `scgi-workers-${randomBytes(6).toString('hex')}`);
   return Object.freeze({
     command: o.command,
+    protocol: o.protocol ?? 'scgi',
     args: Object.freeze([...(o.args ?? [])]),
     minInstances,
     maxInstances,
