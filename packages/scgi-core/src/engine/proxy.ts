@@ -3,6 +3,7 @@
  * back the backend's response head and a body stream. Everything that is not Fastify- or
  * Express-specific lives here, so both adapters behave the same on the same request.
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Readable } from 'node:stream';
@@ -19,21 +20,24 @@ import {
   UpgradeError,
 } from '../errors.js';
 import { requestBodyLength } from '../http/request-length.js';
+import { serveSendfile } from '../http/sendfile.js';
 import { spoolBody } from '../http/spool.js';
 import type { EnvPair } from '../types.js';
 import { defaultConnector, lendingConnector } from '../upstream/connect.js';
 import { HealthChecker, resolveHealthCheck } from '../upstream/health.js';
 import { Backend, type PoolStats, UpstreamPool } from '../upstream/pool.js';
 import { WorkerSupervisor } from '../upstream/spawn.js';
-import { channels } from './diagnostics.js';
+import { channels, requestTracing, traceRequest } from './diagnostics.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
 import { mayRetryElsewhere } from './failure-policy.js';
+import { healthReport, type ProxyHealth } from './health-report.js';
 import {
   type ResolvedProxyOptions,
   resolveProxyOptions,
   type ScgiProxyOptions,
 } from './options.js';
 import type { WireProtocol } from './protocol.js';
+import { Response } from './response.js';
 
 export type ProxiedRequest = IncomingMessage | Http2ServerRequest;
 export type ProxiedResponse = ServerResponse | Http2ServerResponse;
@@ -63,6 +67,11 @@ export interface ScgiRequestOptions {
    * once it is written out and nothing else refers to it (adapters only). @internal
    */
   recycleBody?: boolean;
+  /**
+   * The framework's id of this request (fastify-scgi: `request.id`), sent in `requestIdHeader`
+   * in place of the client's. Ignored when `requestIdHeader` is off.
+   */
+  requestId?: string;
 }
 
 export type { ScgiResponse } from './exchange.js';
@@ -151,6 +160,15 @@ export class ScgiProxy {
     return this.pool.stats();
   }
 
+  /**
+   * Whether a backend can take a request now: `up` while at least one is not marked down (by
+   * failures or the health check) and the proxy is not closing. For readiness probes; the
+   * adapters' health routes answer 200 or 503 from it.
+   */
+  health(): ProxyHealth {
+    return healthReport(this.pool.stats(), this.#closing);
+  }
+
   /** Exchanges in progress (requests sent and not yet fully answered). */
   get inFlight(): number {
     return this.#inFlight.size;
@@ -160,11 +178,33 @@ export class ScgiProxy {
    * Sends `req` to a backend. Resolves once the response head arrived; rejects with a typed
    * `ScgiError` (its `statusCode` is the answer to give: 400/413/502/503/504) before that.
    */
-  async request(req: ProxiedRequest, opts: ScgiRequestOptions = {}): Promise<ScgiResponse> {
+  request(req: ProxiedRequest, opts: ScgiRequestOptions = {}): Promise<ScgiResponse> {
+    const id = ++nextId;
+    const requestId = this.#requestId(req, opts);
+    if (!requestTracing.hasSubscribers) return this.#request(req, opts, id, requestId);
+    return traceRequest({ id, request: req, requestId }, () =>
+      this.#request(req, opts, id, requestId),
+    );
+  }
+
+  /** The id sent in `requestIdHeader`: the adapter's, else the client's, else a new UUID. */
+  #requestId(req: ProxiedRequest, opts: ScgiRequestOptions): string | undefined {
+    const header = this.options.requestIdHeader;
+    if (header === null) return undefined;
+    if (opts.requestId !== undefined) return opts.requestId;
+    const sent = req.headers[header];
+    return typeof sent === 'string' && sent !== '' ? sent : randomUUID();
+  }
+
+  async #request(
+    req: ProxiedRequest,
+    opts: ScgiRequestOptions,
+    id: number,
+    requestId: string | undefined,
+  ): Promise<ScgiResponse> {
     // A failed start answers with its own error (SCGI_ERR_SPAWN), not as a shutdown.
     if (this.#supervisor !== null) await this.ready();
     if (this.#closing) throw new ClosingError();
-    const id = ++nextId;
     if (channels.start.hasSubscribers) channels.start.publish({ id, request: req });
     // The client going away aborts the request at once. No AbortController on the hot path:
     // the watch calls the running exchange directly and makes a signal only when one is needed
@@ -182,7 +222,7 @@ export class ScgiProxy {
     let body: ExchangeBody | null = null;
     try {
       body = await this.#prepareBody(req, opts, watch);
-      const response = await this.#send(req, opts, body, watch, id);
+      const response = await this.#send(req, opts, body, watch, id, requestId);
       const b = body;
       if (response.bodyBuffer !== null) {
         // Collected whole: the exchange is already over.
@@ -196,7 +236,9 @@ export class ScgiProxy {
           if (b.kind === 'spooled') b.spool.dispose();
         });
       }
-      return response;
+      if (this.options.sendfile === null) return response;
+      body = null; // disposed with the response above
+      return await this.#sendfile(req, response);
     } catch (err) {
       detachRes?.();
       watch.dispose();
@@ -207,6 +249,20 @@ export class ScgiProxy {
       }
       throw e;
     }
+  }
+
+  /** The file the response names in the `sendfile` header, in place of the response. */
+  async #sendfile(req: ProxiedRequest, response: ScgiResponse): Promise<ScgiResponse> {
+    const file = await serveSendfile(req, response, this.options.sendfile!);
+    if (file === null) return response;
+    const head = { statusCode: file.statusCode, statusMessage: '', headers: file.headers };
+    return new Response(
+      { ...head, hopByHop: [], nph: false },
+      response.upstream,
+      response.timings,
+      null,
+      file.body,
+    );
   }
 
   async #prepareBody(
@@ -270,6 +326,7 @@ export class ScgiProxy {
     body: ExchangeBody,
     watch: ClientWatch,
     id: number,
+    requestId: string | undefined,
   ): Promise<ScgiResponse> {
     const o = this.options;
     const length = bodyLength(body);
@@ -278,6 +335,7 @@ export class ScgiProxy {
       contentLength: length,
       scriptName: opts.scriptName,
     });
+    if (requestId !== undefined) env = withRequestId(env, o.requestIdHeader!, requestId);
     if (opts.rewriteEnv !== undefined) env = opts.rewriteEnv(env, req) ?? env;
     // Encoded once per wire protocol of the pool (one, unless the pool mixes them), before a
     // backend is picked: an environment the protocol cannot carry fails without touching the pool.
@@ -400,6 +458,19 @@ export class ScgiProxy {
       });
     });
   }
+}
+
+/**
+ * The request id as `HTTP_<HEADER>`: in place of the client's (the adapter's id wins, so the
+ * backend's logs match the proxy's), or at the end of the environment. A client's own header
+ * is replaced only by the adapter's id, which is the same value otherwise.
+ */
+function withRequestId(env: EnvPair[], header: string, id: string): EnvPair[] {
+  const name = `HTTP_${header.toUpperCase().replaceAll('-', '_')}`;
+  const i = env.findIndex(([n]) => n === name);
+  if (i === -1) env.push([name, id]);
+  else env[i] = [name, id];
+  return env;
 }
 
 const NO_BODY: ExchangeBody = { kind: 'none' };
