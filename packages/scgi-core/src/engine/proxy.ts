@@ -3,12 +3,12 @@
  * back the backend's response head and a body stream. Everything that is not Fastify- or
  * Express-specific lives here, so both adapters behave the same on the same request.
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Readable } from 'node:stream';
 import { buildCgiEnv } from '../cgi/env.js';
 import { connectionOptions } from '../cgi/hop-by-hop.js';
+import { chooseRequestId, withRequestId } from '../cgi/request-id.js';
 import {
   BadFramingError,
   BodyTooLargeError,
@@ -180,20 +180,11 @@ export class ScgiProxy {
    */
   request(req: ProxiedRequest, opts: ScgiRequestOptions = {}): Promise<ScgiResponse> {
     const id = ++nextId;
-    const requestId = this.#requestId(req, opts);
+    const requestId = chooseRequestId(this.options.requestIdHeader, req, opts.requestId);
     if (!requestTracing.hasSubscribers) return this.#request(req, opts, id, requestId);
     return traceRequest({ id, request: req, requestId }, () =>
       this.#request(req, opts, id, requestId),
     );
-  }
-
-  /** The id sent in `requestIdHeader`: the adapter's, else the client's, else a new UUID. */
-  #requestId(req: ProxiedRequest, opts: ScgiRequestOptions): string | undefined {
-    const header = this.options.requestIdHeader;
-    if (header === null) return undefined;
-    if (opts.requestId !== undefined) return opts.requestId;
-    const sent = req.headers[header];
-    return typeof sent === 'string' && sent !== '' ? sent : randomUUID();
   }
 
   async #request(
@@ -458,19 +449,6 @@ export class ScgiProxy {
       });
     });
   }
-}
-
-/**
- * The request id as `HTTP_<HEADER>`: in place of the client's (the adapter's id wins, so the
- * backend's logs match the proxy's), or at the end of the environment. A client's own header
- * is replaced only by the adapter's id, which is the same value otherwise.
- */
-function withRequestId(env: EnvPair[], header: string, id: string): EnvPair[] {
-  const name = `HTTP_${header.toUpperCase().replaceAll('-', '_')}`;
-  const i = env.findIndex(([n]) => n === name);
-  if (i === -1) env.push([name, id]);
-  else env[i] = [name, id];
-  return env;
 }
 
 const NO_BODY: ExchangeBody = { kind: 'none' };
