@@ -23,6 +23,7 @@ import {
   BODY_PARSER_FIX,
   errorResponseHeaders,
   parsedBodyGuard,
+  publicHealth,
   recycleBodyBuffer,
   refuseConnect,
   splitAdapterOptions,
@@ -76,6 +77,12 @@ export type ScgiMiddleware = ((
   close(grace?: number): Promise<void>;
   /** Per-backend state and counters. */
   stats(): PoolStats;
+  /**
+   * A ready-made health route: `app.get('/healthz', mw.health)` answers 200 while a backend can
+   * take a request and 503 when none can or the proxy is closing, with `{ status, up, total }`
+   * (no backend addresses).
+   */
+  health(req: IncomingMessage, res: ServerResponse): void;
   /**
    * Ties the middleware to the HTTP server it runs on, before the first request: CONNECT gets
    * 405 `SCGI_ERR_METHOD_NOT_ALLOWED` (Node would close the connection unanswered) and the
@@ -197,6 +204,16 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
     proxy,
     close,
     stats: () => proxy.stats(),
+    health: (req: IncomingMessage, res: ServerResponse) => {
+      const health = proxy.health();
+      const payload = JSON.stringify(publicHealth(health));
+      res.writeHead(health.status === 'up' ? 200 : 503, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(payload),
+        'cache-control': 'no-store',
+      });
+      res.end(req.method === 'HEAD' ? undefined : payload);
+    },
     ready: () => proxy.ready(),
     attach: <S extends HttpServer | HttpsServer>(server: S): S => {
       attachTo(server as unknown as AttachedServer);

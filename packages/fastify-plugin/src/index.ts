@@ -4,7 +4,13 @@
  * body passthrough, hooks, the error handler, logs and `onClose`.
  */
 import { type IncomingMessage, METHODS } from 'node:http';
-import type { FastifyInstance, FastifyReply, FastifyRequest, preParsingHookHandler } from 'fastify';
+import type {
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  preParsingHookHandler,
+  RouteOptions,
+} from 'fastify';
 import fp from 'fastify-plugin';
 import {
   type EnvPair,
@@ -20,6 +26,7 @@ import {
   BODY_PARSER_FIX,
   errorResponseHeaders,
   parsedBodyGuard,
+  publicHealth,
   refuseConnect,
   splitAdapterOptions,
 } from 'scgi-core/adapter';
@@ -263,6 +270,7 @@ async function fastifyScgiPlugin(
         body,
         res: reply.raw,
         rewriteEnv: rewriteEnv === undefined ? undefined : (env) => rewriteEnv(env, request),
+        requestId: request.id,
       })
       .then(
         (response) => {
@@ -400,6 +408,24 @@ interface RouteConfig {
   scgiProxy?: ScgiProxy;
   scgiPrefix?: string;
   scgiHooks?: Pick<FastifyScgiOptions, 'rewriteEnv' | 'onResponse' | 'onError'>;
+}
+
+/**
+ * A ready-made health route: `app.route(scgiHealthRoute('/healthz'))` answers 200 while a backend
+ * can take a request and 503 when none can or the proxy is closing, with
+ * `{ status, up, total }` (no backend addresses). `proxy` defaults to the instance's
+ * `scgiProxy`.
+ */
+export function scgiHealthRoute(url: string, proxy?: ScgiProxy): RouteOptions {
+  return {
+    method: 'GET',
+    url,
+    handler(this: FastifyInstance, _request, reply) {
+      const health = (proxy ?? this.scgiProxy).health();
+      reply.code(health.status === 'up' ? 200 : 503).header('cache-control', 'no-store');
+      return reply.send(publicHealth(health));
+    },
+  };
 }
 
 /** The Fastify plugin. `app.register(fastifyScgi, { upstream, prefix })`. */

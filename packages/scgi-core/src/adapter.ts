@@ -4,6 +4,7 @@
  * needed to use the engine directly (`ScgiProxy` from `scgi-core`).
  */
 
+export { publicHealth } from './engine/health-report.js';
 export { splitAdapterOptions } from './engine/options.js';
 export { recycleBodyBuffer } from './engine/response.js';
 export { errorResponseHeaders } from './errors.js';

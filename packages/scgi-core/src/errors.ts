@@ -302,6 +302,25 @@ export const ResponseStatusError = define(
   'The SCGI backend sent an invalid status: %s',
 );
 
+// --- X-Sendfile / X-Accel-Redirect (src/http/sendfile.ts) --------------------------------
+// Local failures: the backend answered; the file it named is the problem (never charged). The
+// messages name the header, never the path, which is on the backend's disk.
+export const SendfilePathError = define(
+  'SCGI_ERR_SENDFILE_PATH',
+  502,
+  'The SCGI backend sent an invalid %s value',
+);
+export const SendfileForbiddenError = define(
+  'SCGI_ERR_SENDFILE_FORBIDDEN',
+  403,
+  'The file named in %s is outside the sendfile root or is not a regular file',
+);
+export const SendfileNotFoundError = define(
+  'SCGI_ERR_SENDFILE_NOT_FOUND',
+  404,
+  'The file named in %s does not exist',
+);
+
 // --- FastCGI records (src/fastcgi/) -------------------------------------------------------
 export const FastcgiVersionError = define(
   'SCGI_ERR_FASTCGI_VERSION',

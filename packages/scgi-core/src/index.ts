@@ -9,8 +9,13 @@ export * from './cgi/hop-by-hop.js';
 export * from './cgi/request-path.js';
 export * from './cgi/response-parser.js';
 export { CgiServerResponse } from './cgi/server-response.js';
-export { channels as diagnosticsChannels } from './engine/diagnostics.js';
+export {
+  channels as diagnosticsChannels,
+  type RequestTraceContext,
+  requestTracing,
+} from './engine/diagnostics.js';
 export type { ExchangeBody, ScgiResponse, ScgiTimings } from './engine/exchange.js';
+export type { ProxyHealth } from './engine/health-report.js';
 // The engine: a proxy to a backend or a pool, its options and responses.
 export {
   type BalanceOption,
@@ -65,6 +70,7 @@ export {
 export * from './fastcgi/server.js';
 // The HTTP side: bodies that a parser read, spooling bodies of unknown length.
 export { keepRawBody, type RawBodyRequest } from './http/parsed-body.js';
+export type { SendfileOptions } from './http/sendfile.js';
 export { liveSpoolFiles, SpooledBody, type SpoolOptions, spoolBody } from './http/spool.js';
 export * from './scgi/head.js';
 

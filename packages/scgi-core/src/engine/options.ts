@@ -11,6 +11,7 @@ import {
 import { isInternalResponseHeader } from '../cgi/response-parser.js';
 import { InvalidOptionError } from '../errors.js';
 import { fastcgiProtocol } from '../fastcgi/protocol.js';
+import { type ResolvedSendfile, resolveSendfile, type SendfileOptions } from '../http/sendfile.js';
 import { scgiProtocol } from '../scgi/protocol.js';
 import { parseAddress } from '../upstream/address.js';
 import { type Connector, lendingConnector } from '../upstream/connect.js';
@@ -222,6 +223,23 @@ export interface ScgiProxySettings extends CgiEnvOptions {
    * @default { maxIdle: 4, idleTimeout: 5000, maxRequests: 1000 }
    */
   keepAlive?: boolean | KeepAliveOptions;
+  /**
+   * Serve the file a backend names in `X-Sendfile` or `X-Accel-Redirect` (and no body) from
+   * `root`, with Range, conditional requests and HEAD (http/sendfile.ts). Paths outside `root`
+   * after resolving symlinks get 403, missing files 404. Off: both headers are hidden from the
+   * client, as nginx hides `X-Accel-*`.
+   * @default false
+   */
+  sendfile?: SendfileOptions | false;
+  /**
+   * Send every request to the backend with an id in this header (as `HTTP_X_REQUEST_ID` for
+   * `x-request-id`): the adapter's id when it has one (fastify-scgi: `request.id`, replacing what
+   * the client sent: Fastify's own `requestIdHeader` decides whether a client's id is trusted),
+   * else the client's header, else a random UUID. The same id is on the tracing context.
+   * `false` leaves the header as the client sent it.
+   * @default false
+   */
+  requestIdHeader?: string | false;
 }
 
 export interface ResolvedProxyOptions {
@@ -245,13 +263,20 @@ export interface ResolvedProxyOptions {
   readonly spoolMemory: number;
   readonly tmpDir: string;
   readonly maxHeadSize: number;
-  /** Lower-case names of the internal response headers passed to the client. */
+  /**
+   * Lower-case names of the internal response headers the parser keeps: those passed to the
+   * client, and the `sendfile` header, which the engine consumes.
+   */
   readonly passHeaders: ReadonlySet<string>;
   readonly maxBufferedBody: number;
   readonly connector: Connector;
   /** null: no connection is kept (`keepAlive: false`). */
   readonly keepAlive: ResolvedKeepAlive | null;
   readonly env: ResolvedCgiEnvOptions;
+  /** Resolved `sendfile`; null when off. */
+  readonly sendfile: ResolvedSendfile | null;
+  /** Lower-case `requestIdHeader`; null when off. */
+  readonly requestIdHeader: string | null;
 }
 
 const nonNegativeInt = (name: string, value: unknown, fallback: number) =>
@@ -471,6 +496,26 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
         resolveHealthCheck(value as HealthCheckOptions | undefined | false),
     },
     {
+      name: 'sendfile',
+      type: "{ root: string, header?: 'X-Sendfile' | 'X-Accel-Redirect' } | false",
+      default: '`false`',
+      doc: 'serve the file a backend names in X-Sendfile / X-Accel-Redirect from root',
+      resolve: resolveSendfile,
+    },
+    {
+      name: 'requestIdHeader',
+      type: 'string | false',
+      default: '`false`',
+      doc: "send a request id in this header (Fastify's request.id, the client's, or a UUID)",
+      resolve: (value: unknown) => {
+        if (value === undefined || value === false) return null;
+        if (typeof value !== 'string' || !/^[A-Za-z0-9-]+$/.test(value)) {
+          throw new InvalidOptionError('requestIdHeader', 'must be false or a header name');
+        }
+        return value.toLowerCase();
+      },
+    },
+    {
       name: 'closeGrace',
       type: 'number',
       default: '10000',
@@ -546,6 +591,10 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
   const { balance, hashKey } = resolveBalance(options.balance);
   const envOptions: Record<string, unknown> = {};
   for (const key of ENV_KEYS) if (given[key] !== undefined) envOptions[key] = given[key];
+  const passHeaders = withSendfileHeader(
+    resolved.passHeaders as ReadonlySet<string>,
+    resolved.sendfile as ResolvedSendfile | null,
+  );
   return Object.freeze({
     ...(resolved as Omit<
       ResolvedProxyOptions,
@@ -558,7 +607,27 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
     spawn,
     logger: options.logger ?? null,
     env: resolveCgiEnvOptions(envOptions as CgiEnvOptions),
+    passHeaders,
   });
+}
+
+/**
+ * With `sendfile`, its header must reach the engine, which serves the file and removes the header
+ * (http/sendfile.ts); the parser keeps the names in `passHeaders`. Passing it to the client as
+ * well cannot be meant: refused.
+ */
+function withSendfileHeader(
+  names: ReadonlySet<string>,
+  sendfile: ResolvedSendfile | null,
+): ReadonlySet<string> {
+  if (sendfile === null) return names;
+  if (names.has(sendfile.header)) {
+    throw new InvalidOptionError(
+      'passHeaders',
+      `${sendfile.headerName} is served by sendfile and cannot also be passed to the client`,
+    );
+  }
+  return new Set([...names, sendfile.header]);
 }
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

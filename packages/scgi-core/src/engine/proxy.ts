@@ -8,6 +8,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Readable } from 'node:stream';
 import { buildCgiEnv } from '../cgi/env.js';
 import { connectionOptions } from '../cgi/hop-by-hop.js';
+import { chooseRequestId, withRequestId } from '../cgi/request-id.js';
 import {
   BadFramingError,
   BodyTooLargeError,
@@ -19,21 +20,24 @@ import {
   UpgradeError,
 } from '../errors.js';
 import { requestBodyLength } from '../http/request-length.js';
+import { serveSendfile } from '../http/sendfile.js';
 import { spoolBody } from '../http/spool.js';
 import type { EnvPair } from '../types.js';
 import { defaultConnector, lendingConnector } from '../upstream/connect.js';
 import { HealthChecker, resolveHealthCheck } from '../upstream/health.js';
 import { Backend, type PoolStats, UpstreamPool } from '../upstream/pool.js';
 import { WorkerSupervisor } from '../upstream/spawn.js';
-import { channels } from './diagnostics.js';
+import { channels, requestTracing, traceRequest } from './diagnostics.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
 import { mayRetryElsewhere, mayRetryFresh } from './failure-policy.js';
+import { healthReport, type ProxyHealth } from './health-report.js';
 import {
   type ResolvedProxyOptions,
   resolveProxyOptions,
   type ScgiProxyOptions,
 } from './options.js';
 import type { WireProtocol } from './protocol.js';
+import { Response } from './response.js';
 
 export type ProxiedRequest = IncomingMessage | Http2ServerRequest;
 export type ProxiedResponse = ServerResponse | Http2ServerResponse;
@@ -63,6 +67,11 @@ export interface ScgiRequestOptions {
    * once it is written out and nothing else refers to it (adapters only). @internal
    */
   recycleBody?: boolean;
+  /**
+   * The framework's id of this request (fastify-scgi: `request.id`), sent in `requestIdHeader`
+   * in place of the client's. Ignored when `requestIdHeader` is off.
+   */
+  requestId?: string;
 }
 
 export type { ScgiResponse } from './exchange.js';
@@ -162,6 +171,15 @@ export class ScgiProxy {
     return this.pool.stats();
   }
 
+  /**
+   * Whether a backend can take a request now: `up` while at least one is not marked down (by
+   * failures or the health check) and the proxy is not closing. For readiness probes; the
+   * adapters' health routes answer 200 or 503 from it.
+   */
+  health(): ProxyHealth {
+    return healthReport(this.pool.stats(), this.#closing);
+  }
+
   /** Exchanges in progress (requests sent and not yet fully answered). */
   get inFlight(): number {
     return this.#inFlight.size;
@@ -171,11 +189,24 @@ export class ScgiProxy {
    * Sends `req` to a backend. Resolves once the response head arrived; rejects with a typed
    * `ScgiError` (its `statusCode` is the answer to give: 400/413/502/503/504) before that.
    */
-  async request(req: ProxiedRequest, opts: ScgiRequestOptions = {}): Promise<ScgiResponse> {
+  request(req: ProxiedRequest, opts: ScgiRequestOptions = {}): Promise<ScgiResponse> {
+    const id = ++nextId;
+    const requestId = chooseRequestId(this.options.requestIdHeader, req, opts.requestId);
+    if (!requestTracing.hasSubscribers) return this.#request(req, opts, id, requestId);
+    return traceRequest({ id, request: req, requestId }, () =>
+      this.#request(req, opts, id, requestId),
+    );
+  }
+
+  async #request(
+    req: ProxiedRequest,
+    opts: ScgiRequestOptions,
+    id: number,
+    requestId: string | undefined,
+  ): Promise<ScgiResponse> {
     // A failed start answers with its own error (SCGI_ERR_SPAWN), not as a shutdown.
     if (this.#supervisor !== null) await this.ready();
     if (this.#closing) throw new ClosingError();
-    const id = ++nextId;
     if (channels.start.hasSubscribers) channels.start.publish({ id, request: req });
     // The client going away aborts the request at once. No AbortController on the hot path:
     // the watch calls the running exchange directly and makes a signal only when one is needed
@@ -193,7 +224,7 @@ export class ScgiProxy {
     let body: ExchangeBody | null = null;
     try {
       body = await this.#prepareBody(req, opts, watch);
-      const response = await this.#send(req, opts, body, watch, id);
+      const response = await this.#send(req, opts, body, watch, id, requestId);
       const b = body;
       if (response.bodyBuffer !== null) {
         // Collected whole: the exchange is already over.
@@ -207,7 +238,9 @@ export class ScgiProxy {
           if (b.kind === 'spooled') b.spool.dispose();
         });
       }
-      return response;
+      if (this.options.sendfile === null) return response;
+      body = null; // disposed with the response above
+      return await this.#sendfile(req, response);
     } catch (err) {
       detachRes?.();
       watch.dispose();
@@ -218,6 +251,20 @@ export class ScgiProxy {
       }
       throw e;
     }
+  }
+
+  /** The file the response names in the `sendfile` header, in place of the response. */
+  async #sendfile(req: ProxiedRequest, response: ScgiResponse): Promise<ScgiResponse> {
+    const file = await serveSendfile(req, response, this.options.sendfile!);
+    if (file === null) return response;
+    const head = { statusCode: file.statusCode, statusMessage: '', headers: file.headers };
+    return new Response(
+      { ...head, hopByHop: [], nph: false },
+      response.upstream,
+      response.timings,
+      null,
+      file.body,
+    );
   }
 
   async #prepareBody(
@@ -282,6 +329,7 @@ export class ScgiProxy {
     body: ExchangeBody,
     watch: ClientWatch,
     id: number,
+    requestId: string | undefined,
   ): Promise<ScgiResponse> {
     const o = this.options;
     const length = bodyLength(body);
@@ -290,6 +338,7 @@ export class ScgiProxy {
       contentLength: length,
       scriptName: opts.scriptName,
     });
+    if (requestId !== undefined) env = withRequestId(env, o.requestIdHeader!, requestId);
     if (opts.rewriteEnv !== undefined) env = opts.rewriteEnv(env, req) ?? env;
     // Encoded once per wire protocol of the pool (one, unless the pool mixes them), before a
     // backend is picked: an environment the protocol cannot carry fails without touching the pool.
