@@ -36,9 +36,9 @@ export default class SkipSummaryReporter implements Reporter {
       for (const p of packages) this.loose.add(p);
       return;
     }
-    let set = this.lines.get(log.taskId);
-    if (set === undefined) this.lines.set(log.taskId, (set = new Set()));
+    const set = this.lines.get(log.taskId) ?? new Set<string>();
     for (const p of packages) set.add(p);
+    this.lines.set(log.taskId, set);
   }
 
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
