@@ -82,10 +82,14 @@ export function skipLine(name: string, reason: string, packages: string): string
   return `skipping ${name} tests: ${reason}: install the Debian package(s) ${packages} (apt-get install ${packages})`;
 }
 
-/** The packages named by a line of `skipLine`, if `text` holds one. */
+/**
+ * The packages named by the `skipLine` lines in `text`, if it holds any (vitest may hand a
+ * reporter several console lines of a file as one log).
+ */
 export function packagesOfSkipLine(text: string): string[] | undefined {
-  const match = /^skipping \S+ tests: .*\(apt-get install ([^)]+)\)\s*$/m.exec(text);
-  return match?.[1]?.split(/\s+/).filter(Boolean);
+  const matches = [...text.matchAll(/^skipping \S+ tests: .*\(apt-get install ([^)]+)\)\s*$/gm)];
+  if (matches.length === 0) return undefined;
+  return matches.flatMap((m) => m[1]!.split(/\s+/).filter(Boolean));
 }
 
 /**
