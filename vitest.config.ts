@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import SkipSummaryReporter from './test/helpers/skip-summary.js';
 
 const src = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
@@ -18,6 +19,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    reporters: ['default'],
+    // vitest's own output and summary first, then one line naming what skipped and why.
+    reporters: ['default', new SkipSummaryReporter()],
   },
 });

@@ -5,8 +5,8 @@
  *   node bench/chart.mjs [--in bench/results/latest.json] [--no-docs]
  *
  * Writes chart.svg next to the JSON and, for a full run (not --quick) unless --no-docs, the
- * published copies docs/bench-chart.svg and docs/bench-results.md, and the results block of the
- * README.
+ * published copies docs/bench-chart.svg and docs/bench-results.md, and the results block of
+ * docs/benchmarks.md.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -298,14 +298,15 @@ export function renderMarkdown(result, { chartPath, readmePath }) {
   return out.join('\n');
 }
 
-const README_START = '<!-- bench-results:start (bench/chart.mjs writes this block) -->';
-const README_END = '<!-- bench-results:end -->';
+const BLOCK_START = '<!-- bench-results:start (bench/chart.mjs writes this block) -->';
+const BLOCK_END = '<!-- bench-results:end -->';
 
 /**
- * The README's results block: the chart, the targets, and one row per front with its main
- * figure and "x nginx" per case (the full tables stay in docs/bench-results.md).
+ * The results block of docs/benchmarks.md: the chart, the targets, and one row per front with
+ * its main figure and "x nginx" per case (the full tables stay in docs/bench-results.md). Links
+ * are relative to docs/.
  */
-export function renderReadmeBlock(result) {
+export function renderSummaryBlock(result) {
   const cases = result.cases;
   const names = [...new Set(cases.flatMap((c) => Object.keys(c.fronts)))];
   const label = (name) =>
@@ -323,13 +324,13 @@ export function renderReadmeBlock(result) {
   const header = ['front', ...cases.map((c) => c.name)];
   const rows = names.map((name) => [label(name), ...cases.map((c) => cell(c, name))]);
   const lines = [
-    README_START,
+    BLOCK_START,
     '',
     `Last full run: ${result.date.slice(0, 10)}, ${result.cpu}, ${result.cores} cores, Node ${result.node}. ` +
       'Medians over rounds; in brackets the ratio to nginx in the same rounds (2-worker fronts: to nginx on 2 workers). ' +
-      'Every figure, CPU and memory column, the profile and the method: [docs/bench-results.md](docs/bench-results.md).',
+      'Every figure, CPU and memory column, the profile and the method: [bench-results.md](bench-results.md).',
     '',
-    '![benchmark chart](docs/bench-chart.svg)',
+    '![benchmark chart](bench-chart.svg)',
     '',
     renderTable(header, rows, { markdown: true }),
     '',
@@ -337,24 +338,24 @@ export function renderReadmeBlock(result) {
   if (result.targets?.length) {
     lines.push(renderTable(TARGET_HEADER, targetRows(result.targets), { markdown: true }), '');
   }
-  lines.push(README_END);
+  lines.push(BLOCK_END);
   return lines.join('\n');
 }
 
-/** Replaces the results block of README.md (between the markers); false when there is none. */
-function updateReadme(block) {
-  const path = join(ROOT, 'README.md');
+/** Replaces the results block of docs/benchmarks.md (between the markers); null when there is none. */
+function updateSummaryBlock(block) {
+  const path = join(DOCS, 'benchmarks.md');
   const text = readFileSync(path, 'utf8');
-  const start = text.indexOf(README_START);
-  const end = text.indexOf(README_END);
+  const start = text.indexOf(BLOCK_START);
+  const end = text.indexOf(BLOCK_END);
   if (start === -1 || end === -1 || end < start) return null;
-  writeFileSync(path, text.slice(0, start) + block + text.slice(end + README_END.length));
+  writeFileSync(path, text.slice(0, start) + block + text.slice(end + BLOCK_END.length));
   return path;
 }
 
 /**
  * Writes `<outDir>/chart.svg` and `<outDir>/results.md`; with `publish`, also
- * docs/bench-chart.svg, docs/bench-results.md and the results block of README.md. Returns the
+ * docs/bench-chart.svg, docs/bench-results.md and the results block of docs/benchmarks.md. Returns the
  * paths written.
  */
 export function writeCharts(result, { outDir, publish }) {
@@ -377,7 +378,7 @@ export function writeCharts(result, { outDir, publish }) {
       join(DOCS, 'bench-results.md'),
       renderMarkdown(result, { chartPath: 'bench-chart.svg', readmePath: relative(DOCS, readme) }),
     );
-    const updated = updateReadme(renderReadmeBlock(result));
+    const updated = updateSummaryBlock(renderSummaryBlock(result));
     if (updated !== null) written.push(updated);
   }
   return written;

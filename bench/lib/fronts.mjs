@@ -59,7 +59,7 @@ export const FRONTS = Object.freeze({
     args: (u) => ['--upstream', u.scgi.sockets.tcp],
   },
   // The same front with a larger initial old generation: V8's default starts it so small that
-  // under this load it runs back-to-back full GCs on 64 KiB and larger bodies (README, Tuning).
+  // under this load it runs back-to-back full GCs on 64 KiB and larger bodies (docs/tuning.md).
   'fastify-heap': {
     label: 'fastify-scgi, --initial-old-space-size=64 (Unix)',
     kind: 'node',

@@ -139,7 +139,7 @@ export function encodeScgiHead(env: EnvInput): Buffer {
   const prefix = `${payload}:`;
   // One exact buffer, the strings copied in char by char: no string is built per request. The
   // concatenated strings were the largest allocation of a small exchange, and under load young
-  // garbage brings on full GCs (README, "Running it fast").
+  // garbage brings on full GCs (docs/tuning.md).
   const out = Buffer.allocUnsafe(prefix.length + payload + 1);
   let off = putLatin1(out, putLatin1(out, 0, prefix), head);
   for (let i = 0; i < n && off !== -1; i++) {
