@@ -4,14 +4,10 @@
  * path, bodies already read by body parsers (their raw bytes or an error), `next(err)` before
  * the head, a destroyed response after it.
  */
-import type { EventEmitter } from 'node:events';
-import type { Server as HttpServer, IncomingMessage } from 'node:http';
-import { ServerResponse } from 'node:http';
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
-import { pipeline } from 'node:stream';
 import {
   type EnvPair,
-  InvalidOptionError,
   keepRawBody,
   type PoolStats,
   type ScgiError,
@@ -20,12 +16,21 @@ import {
   type ScgiResponse,
 } from 'scgi-core';
 import {
+  applyResponseHead,
   BODY_PARSER_FIX,
-  errorResponseHeaders,
+  type ExchangeLogLevel,
+  logExchangeWhenOver,
+  logFailure,
+  nodeHeadTarget,
   parsedBodyGuard,
-  recycleBodyBuffer,
-  refuseConnect,
+  plainEnd,
+  resolveExchangeLog,
+  serverOf,
+  setErrorHeaders,
   splitAdapterOptions,
+  tieToServer,
+  writeErrorResponse,
+  writeResponse,
 } from 'scgi-core/adapter';
 
 /** The parts of an Express request this middleware reads (Express 4 and 5 both have them). */
@@ -39,6 +44,13 @@ export interface ExpressLikeRequest extends IncomingMessage {
 }
 
 export type NextFunction = (err?: unknown) => void;
+/** `onError`: a failure before the head, in Express's error-middleware shape. */
+export type ErrorHandler = (
+  err: ScgiError,
+  req: ExpressLikeRequest,
+  res: ServerResponse,
+  next: NextFunction,
+) => void;
 
 /** Adapter options, on top of the engine's (`upstream` or `spawn`, timeouts, limits...). */
 export type ExpressScgiOptions = ScgiProxyOptions & ExpressScgiOptionsExtra;
@@ -61,6 +73,13 @@ export interface ExpressScgiOptionsExtra {
     res: ServerResponse,
     response: ScgiResponse,
   ) => undefined | boolean | Promise<undefined | boolean>;
+  /**
+   * Handles a failure before the response head (502/503/504/413/400...) instead of `next(err)`
+   * or `respondOnError`; the error's headers (Retry-After, Connection: close) are on `res`.
+   */
+  onError?: ErrorHandler;
+  /** The level of the line per exchange on `logger` ("scgi response"), or `false`. @default 'info' */
+  exchangeLog?: boolean | ExchangeLogLevel;
 }
 
 export type ScgiMiddleware = ((
@@ -77,18 +96,19 @@ export type ScgiMiddleware = ((
   /** Per-backend state and counters. */
   stats(): PoolStats;
   /**
-   * Ties the middleware to the HTTP server it runs on, before the first request: CONNECT gets
-   * 405 `SCGI_ERR_METHOD_NOT_ALLOWED` (Node would close the connection unanswered) and the
-   * proxy closes with the server. The middleware does both by itself when it sees its first
-   * request; `attach` covers what comes earlier. Returns `server`.
+   * Ties the middleware to its server before the first request (it does so itself at the first):
+   * CONNECT gets 405 `SCGI_ERR_METHOD_NOT_ALLOWED`, the proxy closes with the server.
    */
   attach<S extends HttpServer | HttpsServer>(server: S): S;
 };
 
-/** What the middleware needs of the server a request came in on. */
-type AttachedServer = EventEmitter;
-
-const ADAPTER_KEYS = new Set(['respondOnError', 'rewriteEnv', 'onResponse']);
+const ADAPTER_KEYS = {
+  respondOnError: 'boolean',
+  rewriteEnv: 'function',
+  onResponse: 'function',
+  onError: 'function',
+  exchangeLog: 'any',
+} as const;
 
 /**
  * Creates the middleware: `app.use('/app', scgiProxy({ upstream: 'unix:/run/app.sock' }))`.
@@ -97,61 +117,32 @@ const ADAPTER_KEYS = new Set(['respondOnError', 'rewriteEnv', 'onResponse']);
 export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
   // Every key is checked first, so a misspelt one is named with the closest option.
   const { core } = splitAdapterOptions(options, ADAPTER_KEYS);
-  for (const k of ['rewriteEnv', 'onResponse'] as const) {
-    if (options[k] !== undefined && typeof options[k] !== 'function')
-      throw new InvalidOptionError(k, 'must be a function');
-  }
-  if (options.respondOnError !== undefined && typeof options.respondOnError !== 'boolean') {
-    throw new InvalidOptionError('respondOnError', 'must be a boolean');
-  }
+  const level = resolveExchangeLog(options.exchangeLog);
   const proxy = new ScgiProxy(core);
-  const { respondOnError = false, rewriteEnv, onResponse } = options;
+  const { respondOnError = false, rewriteEnv, onResponse, onError } = options;
+  const logger = proxy.options.logger;
   // A body parser mounted before the proxy: forward the raw bytes it kept, or refuse.
   const readBody = parsedBodyGuard({
-    logger: proxy.options.logger,
+    logger,
     fix: BODY_PARSER_FIX.express,
     message:
       'express-scgi: a body parser read the request body before the proxy; mount scgiProxy() before express.json() / urlencoded() / text(), or pass `verify: keepRawBody` to the parser (requests get 500 SCGI_ERR_BODY_CONSUMED meanwhile)',
   });
 
-  const fail = (
-    err: ScgiError,
-    req: ExpressLikeRequest,
-    res: ServerResponse,
-    next: NextFunction,
-  ) => {
-    if (res.headersSent || res.destroyed) {
-      res.destroy();
-      return;
-    }
-    const headers = errorResponseHeaders(err);
-    for (const name in headers) res.setHeader(name, headers[name]!);
-    if (!respondOnError) {
-      next(err);
-      return;
-    }
-    const status = typeof err.statusCode === 'number' ? err.statusCode : 502;
-    const payload = JSON.stringify({ statusCode: status, code: err.code, message: err.message });
-    res.writeHead(status, {
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': Buffer.byteLength(payload),
-    });
-    res.end(req.method === 'HEAD' ? undefined : payload);
+  const fail: ErrorHandler = (err, req, res, next) => {
+    if (res.headersSent || res.destroyed) return void res.destroy();
+    setErrorHeaders(res, err);
+    // Error middleware logs what it gets; what none sees is the exchange's one line (its level).
+    if (!respondOnError && onError === undefined) return next(err);
+    if (logger !== null && level !== null) logFailure(logger, level, err);
+    if (onError !== undefined) onError(err, req, res, next);
+    else writeErrorResponse(res, err, req.method);
   };
 
-  const servers = new WeakSet<object>();
-  const close = (grace?: number) => proxy.close(grace);
-  const attachTo = (server: AttachedServer) => {
-    if (servers.has(server)) return;
-    servers.add(server);
-    server.once('close', () => void proxy.close(0));
-    // CONNECT is emitted apart from requests and never reaches Express (see scgi-core
-    // http/connect-method.ts): the server is the only place to answer it.
-    refuseConnect(server);
-  };
   const middleware = (req: ExpressLikeRequest, res: ServerResponse, next: NextFunction): void => {
-    const server = (req.socket as { server?: AttachedServer }).server;
-    if (server !== undefined && !servers.has(server)) attachTo(server);
+    // CONNECT never reaches Express (scgi-core http/connect-method.ts): answered on the server.
+    const server = serverOf(req);
+    if (server !== undefined) tieToServer(proxy, server);
     let body: Buffer | undefined;
     try {
       body = readBody(req, req.body, req.rawBody);
@@ -159,8 +150,7 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
       fail(err as ScgiError, req, res, next);
       return;
     }
-    // No hook sees the response and Node's own res.end sends it: a small body's buffer can serve
-    // a later one once sent.
+    // No hook sees the response and Node's own res.end sends it: its buffer can serve again.
     const recycle = onResponse === undefined && plainEnd(res);
     proxy
       .request(req, {
@@ -173,76 +163,35 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
       })
       .then(
         (response) => {
+          if (logger !== null && level !== null) logExchangeWhenOver(logger, level, response);
+          // A body that fails before its first byte is an error answer, as before the head.
+          const onEarlyFailure = (err: ScgiError) => fail(err, req, res, next);
           if (onResponse === undefined) {
-            send(res, response, true, recycle);
+            writeResponse(res, response, { recycle, onEarlyFailure });
             return;
           }
-          res.statusCode = response.statusCode;
-          if (response.statusMessage !== '') res.statusMessage = response.statusMessage;
-          for (const name in response.headers) res.setHeader(name, response.headers[name]!);
+          applyResponseHead(nodeHeadTarget(res), response);
           return Promise.resolve(onResponse(req, res, response)).then((go) => {
             // The head is already on `res` (and maybe changed by the hook): keep it as it is.
-            if (go !== false) send(res, response, false, false);
+            if (go !== false) writeResponse(res, response, { head: false, onEarlyFailure });
           });
         },
         (err: ScgiError) => fail(err, req, res, next),
       )
       .catch((err: Error) => fail(err as ScgiError, req, res, next));
   };
-  if (options.spawn !== undefined) {
-    // Start the workers now; a failure is reported through ready() and to each request.
-    proxy.ready().catch(() => {});
-  }
+  // With `spawn`, start the workers now; a failure is reported through ready() and to requests.
+  if (options.spawn !== undefined) proxy.ready().catch(() => {});
   return Object.assign(middleware, {
     proxy,
-    close,
+    close: (grace?: number) => proxy.close(grace),
     stats: () => proxy.stats(),
     ready: () => proxy.ready(),
     attach: <S extends HttpServer | HttpsServer>(server: S): S => {
-      attachTo(server as unknown as AttachedServer);
+      tieToServer(proxy, server);
       return server;
     },
   });
-}
-
-/**
- * Sends the backend's answer; with `applyHead`, its status and headers first (added to the headers
- * earlier middleware set). A small body collected whole goes out in one write; a streamed one through
- * `pipeline`, which destroys `res` when the backend body fails: the client sees a cut
- * connection, never a clean end of a truncated body.
- */
-function send(
-  res: ServerResponse,
-  response: ScgiResponse,
-  applyHead: boolean,
-  recycle: boolean,
-): void {
-  if (applyHead && !res.headersSent) {
-    // setHeader, not writeHead: Node then adds the Content-Length of a body sent whole.
-    res.statusCode = response.statusCode;
-    if (response.statusMessage !== '') res.statusMessage = response.statusMessage;
-    const headers = response.headers;
-    for (const name in headers) res.setHeader(name, headers[name]!);
-  }
-  const buf = response.bodyBuffer;
-  if (buf !== null) {
-    res.end(buf);
-    // 'finish': every byte went to the kernel, so Node holds the buffer no more; with Node's own
-    // `res.end`, nothing else got it (compression or session middleware wrap `res.end` and may
-    // keep it). Without 'finish' (client gone) it is left to the GC.
-    // Checked again: nothing may have wrapped `res.end` since the request started.
-    if (recycle && plainEnd(res)) res.once('finish', () => recycleBodyBuffer(response));
-    return;
-  }
-  pipeline(response.body, res, () => {});
-}
-
-const NODE_END = ServerResponse.prototype.end;
-const NODE_WRITE = ServerResponse.prototype.write;
-
-/** `res.end` and `res.write` are Node's own: no middleware wrapped them. */
-function plainEnd(res: ServerResponse): boolean {
-  return res.end === NODE_END && res.write === NODE_WRITE;
 }
 
 export default scgiProxy;

@@ -4,10 +4,22 @@
  * needed to use the engine directly (`ScgiProxy` from `scgi-core`).
  */
 
-export { splitAdapterOptions } from './engine/options.js';
+export {
+  type ExchangeLogLevel,
+  logExchangeWhenOver,
+  logFailure,
+  resolveExchangeLog,
+} from './engine/exchange-log.js';
+export { type AdapterOptionKind, splitAdapterOptions } from './engine/options.js';
+export {
+  type NamedUpstream,
+  type NamedUpstreams,
+  ScgiProxySet,
+} from './engine/proxy-set.js';
 export { recycleBodyBuffer } from './engine/response.js';
 export { errorResponseHeaders } from './errors.js';
-export { refuseConnect } from './http/connect-method.js';
+export { refuseConnect, serverOf, tieToServer } from './http/connect-method.js';
+export { checkMountPrefix, resolveMountMethods, routableUrl } from './http/mount.js';
 export {
   BODY_PARSER_FIX,
   type ParsedBodyGuardOptions,
@@ -16,3 +28,15 @@ export {
   type RawBodyRequest,
   requestBodyConsumed,
 } from './http/parsed-body.js';
+export {
+  applyResponseHead,
+  type HeadTarget,
+  nodeHeadTarget,
+  onEarlyBodyFailure,
+  plainEnd,
+  removeResponseHead,
+  setErrorHeaders,
+  type WriteResponseOptions,
+  writeErrorResponse,
+  writeResponse,
+} from './http/response-writer.js';
