@@ -13,8 +13,11 @@ describe('Node internals the adapters rely on', () => {
   it('an accepted request socket names its server (`socket.server`)', async () => {
     let seen: unknown = null;
     const server = createServer((req, res) => {
-      seen = serverOf(req);
-      res.end();
+      try {
+        seen = serverOf(req);
+      } finally {
+        res.end();
+      }
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const { port } = server.address() as AddressInfo;
