@@ -570,7 +570,7 @@ describe.skipIf(!has('nginx') || !has('uwsgi'))(
       backend = await startUwsgi({ socket: 'unix' });
       [nginx, fronts.fastify, fronts.express] = await Promise.all([
         startNginx({ upstream: backend.address, scriptName: MOUNT }),
-        startFastifyFront({ upstream: backend.address, prefix: MOUNT }),
+        startFastifyFront({ upstream: backend.address, prefix: MOUNT, methods: 'all' }),
         // X-Powered-By is Express's own header, not the proxy's.
         startExpressFront({ upstream: backend.address, mount: MOUNT }, 5, (app) =>
           app.disable('x-powered-by'),

@@ -133,6 +133,9 @@ describe('option documentation in the package READMEs', () => {
       own: {
         prefix: "`''`",
         routes: '`true`',
+        methods: 'the methods the app routes at registration',
+        upstreams: 'none',
+        exchangeLog: "`'info'`",
         rewriteEnv: 'none',
         onResponse: 'none',
         onError: 'none',
@@ -140,7 +143,13 @@ describe('option documentation in the package READMEs', () => {
     },
     {
       dir: 'express-mw',
-      own: { respondOnError: '`false`', rewriteEnv: 'none', onResponse: 'none' },
+      own: {
+        respondOnError: '`false`',
+        rewriteEnv: 'none',
+        onResponse: 'none',
+        onError: 'none',
+        exchangeLog: "`'info'`",
+      },
     },
     { dir: 'scgi-core', own: {} },
   ] as const;

@@ -63,6 +63,7 @@ export function startFront(
   prefix: string,
   extra: Record<string, unknown> = {},
 ): Promise<Front> {
-  if (kind === 'fastify') return startFastifyFront({ upstream, prefix, ...extra });
+  // A proxy front forwards every method (WebDAV and friends too): opt in with `methods: 'all'`.
+  if (kind === 'fastify') return startFastifyFront({ upstream, prefix, methods: 'all', ...extra });
   return startExpressFront({ upstream, mount: prefix, ...extra }, kind === 'express4' ? 4 : 5);
 }

@@ -120,8 +120,8 @@ describe('registration', () => {
     await app.close();
   });
 
-  it('forwards methods Fastify does not route by default', async () => {
-    const app = await build();
+  it('forwards methods Fastify does not route by default, with methods: all', async () => {
+    const app = await build({ methods: 'all' });
     for (const method of ['PROPFIND', 'MKCOL', 'LOCK', 'PURGE', 'OPTIONS', 'DELETE']) {
       const res = await app.inject({ method: method as 'GET', url: '/app/env' });
       expect(res.json().REQUEST_METHOD).toBe(method);

@@ -4,11 +4,23 @@
  * needed to use the engine directly (`ScgiProxy` from `scgi-core`).
  */
 
-export { publicHealth } from './engine/health-report.js';
-export { splitAdapterOptions } from './engine/options.js';
+export {
+  type ExchangeLogLevel,
+  logExchangeWhenOver,
+  logFailure,
+  resolveExchangeLog,
+} from './engine/exchange-log.js';
+export { publicHealth, writeHealth } from './engine/health-report.js';
+export { type AdapterOptionKind, splitAdapterOptions } from './engine/options.js';
+export {
+  type NamedUpstream,
+  type NamedUpstreams,
+  ScgiProxySet,
+} from './engine/proxy-set.js';
 export { recycleBodyBuffer } from './engine/response.js';
 export { errorResponseHeaders } from './errors.js';
-export { refuseConnect } from './http/connect-method.js';
+export { refuseConnect, serverOf, tieToServer } from './http/connect-method.js';
+export { checkMountPrefix, resolveMountMethods, routableUrl } from './http/mount.js';
 export {
   BODY_PARSER_FIX,
   type ParsedBodyGuardOptions,
@@ -17,3 +29,15 @@ export {
   type RawBodyRequest,
   requestBodyConsumed,
 } from './http/parsed-body.js';
+export {
+  applyResponseHead,
+  type HeadTarget,
+  nodeHeadTarget,
+  onEarlyBodyFailure,
+  plainEnd,
+  removeResponseHead,
+  setErrorHeaders,
+  type WriteResponseOptions,
+  writeErrorResponse,
+  writeResponse,
+} from './http/response-writer.js';

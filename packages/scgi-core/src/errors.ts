@@ -98,12 +98,21 @@ function define(
   policy: FailurePolicy = LOCAL,
 ): ScgiErrorConstructor {
   registry.set(code, Object.freeze({ code, statusCode, message, ...policy }));
-  return createError(
-    code,
-    message,
-    statusCode,
-    ScgiError as unknown as ErrorConstructor,
-  ) as unknown as ScgiErrorConstructor;
+  const Class = createError(code, message, statusCode, ScgiError as unknown as ErrorConstructor);
+  // Logs and consoles name an error by `name` (stack, toString) and by its constructor's name
+  // (pino's `type`): both are the class's own (SCGI_ERR_UPSTREAM_RESET -> UpstreamResetError,
+  // as exported), not @fastify/error's `FastifyError`.
+  const name = `${code
+    .slice('SCGI_ERR_'.length)
+    .toLowerCase()
+    .replace(/(?:^|_)([a-z])/g, (_, c: string) => c.toUpperCase())}Error`;
+  Object.defineProperty(Class, 'name', { value: name });
+  Object.defineProperty(Class.prototype, 'name', {
+    get: () => name,
+    set: () => {},
+    configurable: true,
+  });
+  return Class as unknown as ScgiErrorConstructor;
 }
 
 /** Every registered code with its status and message template, in definition order. */
@@ -375,6 +384,11 @@ export const BodyConsumedError = define(
 );
 
 // --- upstream pool -------------------------------------------------------------------------
+export const UnknownUpstreamError = define(
+  'SCGI_ERR_UNKNOWN_UPSTREAM',
+  500,
+  'No upstream pool named %s was declared (the pools are %s)',
+);
 export const NoBackendError = define(
   'SCGI_ERR_NO_BACKEND',
   503,

@@ -70,6 +70,10 @@ export {
 export * from './fastcgi/server.js';
 // The HTTP side: bodies that a parser read, spooling bodies of unknown length.
 export { keepRawBody, type RawBodyRequest } from './http/parsed-body.js';
+export {
+  type WriteResponseOptions,
+  writeResponse,
+} from './http/response-writer.js';
 export type { SendfileOptions } from './http/sendfile.js';
 export { liveSpoolFiles, SpooledBody, type SpoolOptions, spoolBody } from './http/spool.js';
 export * from './scgi/head.js';

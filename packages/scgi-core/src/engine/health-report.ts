@@ -49,3 +49,24 @@ export function publicHealth(health: ProxyHealth): {
 } {
   return { status: health.status, up: health.up, total: health.total };
 }
+
+/**
+ * Answers a health probe on a Node response (express-scgi's `mw.health`, node:http): 200 while
+ * up, else 503, with `publicHealth` as JSON, never cached.
+ */
+export function writeHealth(
+  req: { method?: string },
+  res: {
+    writeHead(status: number, headers: Record<string, string | number>): unknown;
+    end(body?: string): unknown;
+  },
+  health: ProxyHealth,
+): void {
+  const payload = JSON.stringify(publicHealth(health));
+  res.writeHead(health.status === 'up' ? 200 : 503, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(payload),
+    'cache-control': 'no-store',
+  });
+  res.end(req.method === 'HEAD' ? undefined : payload);
+}

@@ -1,4 +1,5 @@
 /** Validation shared by every option resolver (proxy, health checks, spawned workers). */
+import bytes from 'bytes';
 import { closest, distance } from 'fastest-levenshtein';
 import { InvalidOptionError } from '../errors.js';
 
@@ -12,6 +13,26 @@ export function intOption(name: string, value: unknown, fallback: number, min = 
     throw new InvalidOptionError(name, `must be an integer >= ${min}, got ${String(value)}`);
   }
   return value;
+}
+
+const SIZE = /^\s*\d+(?:\.\d+)?\s*(?:b|kb|mb|gb|tb|pb)?\s*$/i;
+
+/**
+ * A size in bytes: an integer as `intOption`, or a string as body-parser reads its `limit`
+ * (`'10mb'`, `'512kb'`, `'1gb'`, units of 1024, with the `bytes` package body-parser uses), so a
+ * size means the same here and in the body parser next to the proxy.
+ */
+export function sizeOption(name: string, value: unknown, fallback: number, min = 0): number {
+  if (typeof value !== 'string') return intOption(name, value, fallback, min);
+  // `bytes` reads whatever parseInt takes ('10 parsecs' is 10 bytes): only its own forms pass.
+  const n = SIZE.test(value) ? bytes.parse(value) : null;
+  if (n === null || !Number.isSafeInteger(n) || n < min) {
+    throw new InvalidOptionError(
+      name,
+      `must be a size >= ${min} bytes (a number, or a string such as "10mb"), got ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
 }
 
 /**

@@ -32,7 +32,7 @@ import {
   type ScgiLogger,
   type SpawnOptions,
 } from '../upstream/spawn.js';
-import { checkKnownKeys, intOption } from './option-checks.js';
+import { checkKnownKeys, intOption, sizeOption } from './option-checks.js';
 
 /** One backend of a pool. */
 export interface UpstreamEntry {
@@ -178,13 +178,13 @@ export interface ScgiProxySettings extends CgiEnvOptions {
    * (the Content-Length is checked up front; a chunked body while it is read).
    * @default 1073741824 (1 GiB)
    */
-  maxBodySize?: number;
+  maxBodySize?: number | string;
   /**
    * Bytes of a body of unknown length (chunked) kept in memory before it moves to a private
    * temp file. Bounds the memory one upload can take.
    * @default 1048576 (1 MiB)
    */
-  spoolMemory?: number;
+  spoolMemory?: number | string;
   /**
    * Folder for spooled request bodies (files are created 0600 and always removed).
    * @default os.tmpdir()
@@ -195,7 +195,7 @@ export interface ScgiProxySettings extends CgiEnvOptions {
    * make the proxy buffer without bound).
    * @default 65536
    */
-  maxHeadSize?: number;
+  maxHeadSize?: number | string;
   /**
    * Response headers meant for a front server that are hidden from the client by default, to
    * pass on anyway (nginx `scgi_pass_header`): any of `X-Sendfile`, `X-Lighttpd-Send-File`,
@@ -213,7 +213,7 @@ export interface ScgiProxySettings extends CgiEnvOptions {
    * the head arrives, and the body is read straight into it.
    * @default 65536
    */
-  maxBufferedBody?: number;
+  maxBufferedBody?: number | string;
   /** Replaces how sockets to the backend are opened (undici-style connector). */
   connector?: Connector;
   /**
@@ -304,6 +304,8 @@ export interface OptionDescriptor {
 
 const int = (name: string, min: 0 | 1, fallback: number) => (value: unknown) =>
   intOption(name, value, fallback, min);
+const size = (name: string, min: 0 | 1, fallback: number) => (value: unknown) =>
+  sizeOption(name, value, fallback, min);
 
 /** Every option `ScgiProxy` takes, in the README's order. */
 export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
@@ -349,17 +351,17 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
     },
     {
       name: 'maxBodySize',
-      type: 'number',
+      type: 'number | string',
       default: '1 GiB',
       doc: 'largest request body',
-      resolve: int('maxBodySize', 0, 1024 * 1024 * 1024),
+      resolve: size('maxBodySize', 0, 1024 * 1024 * 1024),
     },
     {
       name: 'spoolMemory',
-      type: 'number',
+      type: 'number | string',
       default: '1 MiB',
       doc: 'bytes of a chunked body kept in memory before a temp file',
-      resolve: int('spoolMemory', 0, 1024 * 1024),
+      resolve: size('spoolMemory', 0, 1024 * 1024),
     },
     {
       name: 'tmpDir',
@@ -375,10 +377,10 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
     },
     {
       name: 'maxHeadSize',
-      type: 'number',
+      type: 'number | string',
       default: '65536',
       doc: 'largest CGI response head',
-      resolve: int('maxHeadSize', 1, 64 * 1024),
+      resolve: size('maxHeadSize', 1, 64 * 1024),
     },
     {
       name: 'passHeaders',
@@ -389,10 +391,10 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
     },
     {
       name: 'maxBufferedBody',
-      type: 'number',
+      type: 'number | string',
       default: '65536',
       doc: 'response bodies up to this Content-Length are collected whole',
-      resolve: int('maxBufferedBody', 0, 64 * 1024),
+      resolve: size('maxBufferedBody', 0, 64 * 1024),
     },
     {
       name: 'trustProxy',
@@ -544,20 +546,34 @@ const ENV_KEYS = new Set([
  */
 export function splitAdapterOptions(
   options: unknown,
-  adapterKeys: ReadonlySet<string>,
+  adapterKeys: ReadonlySet<string> | Readonly<Record<string, AdapterOptionKind>>,
 ): { core: ScgiProxyOptions; adapter: Record<string, unknown> } {
   if (options === null || typeof options !== 'object') {
     throw new InvalidOptionError('options', 'must be an object');
   }
-  checkKnownKeys(options, new Set([...PROXY_OPTION_NAMES, ...adapterKeys]));
+  const kinds: Readonly<Record<string, AdapterOptionKind>> =
+    adapterKeys instanceof Set
+      ? Object.fromEntries([...adapterKeys].map((k) => [k, 'any']))
+      : (adapterKeys as Readonly<Record<string, AdapterOptionKind>>);
+  checkKnownKeys(options, new Set([...PROXY_OPTION_NAMES, ...Object.keys(kinds)]));
   const core: Record<string, unknown> = {};
   const adapter: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) {
-    if (adapterKeys.has(k)) adapter[k] = v;
-    else core[k] = v;
+    const kind = Object.hasOwn(kinds, k) ? kinds[k] : undefined;
+    if (kind === undefined) {
+      core[k] = v;
+      continue;
+    }
+    if (v !== undefined && kind !== 'any' && typeof v !== kind) {
+      throw new InvalidOptionError(k, `must be a ${kind}`);
+    }
+    adapter[k] = v;
   }
   return { core: core as unknown as ScgiProxyOptions, adapter };
 }
+
+/** What an adapter's own option must be (`typeof`), checked by `splitAdapterOptions`; 'any': checked by the adapter. */
+export type AdapterOptionKind = 'function' | 'boolean' | 'string' | 'object' | 'any';
 
 /** Validates and resolves proxy options. Throws `SCGI_ERR_INVALID_OPTION` naming the option. */
 export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOptions {

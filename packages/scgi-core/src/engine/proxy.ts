@@ -37,7 +37,7 @@ import {
   type ScgiProxyOptions,
 } from './options.js';
 import type { WireProtocol } from './protocol.js';
-import { Response } from './response.js';
+import { Response, UpstreamBody } from './response.js';
 
 export type ProxiedRequest = IncomingMessage | Http2ServerRequest;
 export type ProxiedResponse = ServerResponse | Http2ServerResponse;
@@ -232,7 +232,11 @@ export class ScgiProxy {
         watch.dispose();
         if (b.kind === 'spooled') b.spool.dispose();
       } else {
-        response.body.once('close', () => {
+        // Lets the exchange reuse a read buffer once the response it was piped into wrote it out.
+        const stream = response.body;
+        if (opts.res !== undefined && stream instanceof UpstreamBody)
+          stream.watchPipeInto(opts.res);
+        stream.once('close', () => {
           detachRes?.();
           watch.dispose();
           if (b.kind === 'spooled') b.spool.dispose();

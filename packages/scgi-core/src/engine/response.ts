@@ -46,6 +46,8 @@ export interface ScgiResponse {
 
 export class UpstreamBody extends Readable {
   readonly #exchange: BodySource;
+  /** The response this body is piped into, as its 'pipe' / 'unpipe' events tell. */
+  #pipedInto: OutgoingMessage | null = null;
   constructor(exchange: BodySource) {
     super({ highWaterMark: 64 * 1024 });
     this.#exchange = exchange;
@@ -59,6 +61,28 @@ export class UpstreamBody extends Readable {
   }
 
   /**
+   * Follows whether this body is piped into `res`, the response the client waits on, through the
+   * 'pipe' and 'unpipe' events a Writable emits for each source (public API: no look into the
+   * Readable's private pipe list). Fastify's `reply.send(stream)` and the core writer both pipe.
+   */
+  watchPipeInto(res: unknown): void {
+    if (!(res instanceof OutgoingMessage)) return;
+    const onPipe = (src: unknown) => {
+      if (src === this) this.#pipedInto = res;
+    };
+    const onUnpipe = (src: unknown) => {
+      if (src === this) this.#pipedInto = null;
+    };
+    res.on('pipe', onPipe);
+    res.on('unpipe', onUnpipe);
+    this.once('close', () => {
+      res.removeListener('pipe', onPipe);
+      res.removeListener('unpipe', onUnpipe);
+      this.#pipedInto = null;
+    });
+  }
+
+  /**
    * The HTTP/1 response the chunk just pushed went into, in the same call, through a pipe with
    * no other consumer; null otherwise (another consumer, or a patched `res.write` such as
    * compression middleware: who knows who holds the chunk then). Node corks the response socket
@@ -66,13 +90,9 @@ export class UpstreamBody extends Readable {
    * it has gone to the kernel and nothing refers to it any more (see `Exchange.onRead`).
    */
   pipedToResponse(): OutgoingMessage | null {
-    if (this.readableLength !== 0 || this.listenerCount('data') !== 1) return null;
-    // Node keeps a Readable's pipe destinations in `_readableState.pipes` (an array since 14).
-    const pipes = (this as unknown as { _readableState: { pipes?: unknown } })._readableState.pipes;
-    if (!Array.isArray(pipes) || pipes.length !== 1) return null;
-    const res = pipes[0];
-    return res instanceof OutgoingMessage &&
-      res.write === OutgoingMessage.prototype.write &&
+    const res = this.#pipedInto;
+    if (res === null || this.readableLength !== 0 || this.listenerCount('data') !== 1) return null;
+    return res.write === OutgoingMessage.prototype.write &&
       res.socket?.write === Socket.prototype.write
       ? res
       : null;

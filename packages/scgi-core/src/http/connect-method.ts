@@ -72,3 +72,31 @@ function onConnect(
       body,
   );
 }
+
+/**
+ * The server a request came in on, or undefined. Node offers no public way from a request to its
+ * server (Express neither): this reads `socket.server`, which Node's `net.Server` sets on every
+ * connection it accepts (lib/net.js `onconnection`). test/node-internals.test.ts fails when that
+ * changes; `attach(server)` is the public way and covers the same.
+ */
+export function serverOf(req: IncomingMessage): EventEmitter | undefined {
+  return (req.socket as { server?: EventEmitter } | null)?.server;
+}
+
+const tied = new WeakMap<EventEmitter, WeakSet<object>>();
+
+/**
+ * Ties a proxy to the server it serves, once per pair: CONNECT gets its 405 there (it never
+ * reaches a request handler) and the proxy closes with the server.
+ */
+export function tieToServer(
+  proxy: { close(grace?: number): Promise<void> },
+  server: EventEmitter,
+): void {
+  const proxies = tied.get(server) ?? new WeakSet<object>();
+  tied.set(server, proxies);
+  if (proxies.has(proxy)) return;
+  proxies.add(proxy);
+  server.once('close', () => void proxy.close(0));
+  refuseConnect(server);
+}
