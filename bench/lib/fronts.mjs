@@ -84,6 +84,15 @@ export const FRONTS = Object.freeze({
     script: 'reply-from.mjs',
     args: (u) => ['--target', `http://${u.http.sockets.http}`],
   },
+  // Express's counterpart of reply-from: express-scgi's target is >= 1.0x of it (issue 13).
+  hpm: {
+    label: 'Express + http-proxy-middleware (HTTP)',
+    kind: 'node',
+    backend: 'http',
+    script: 'hpm.mjs',
+    args: (u) => ['--target', `http://${u.http.sockets.http}`],
+    cases: SMALL_CASES,
+  },
   'uwsgi-http': { label: 'uWSGI http11-socket alone', kind: 'uwsgi', backend: null },
   'node-floor': {
     label: 'bare Node loop (floor, not a proxy)',

@@ -48,6 +48,47 @@ export function summarize(rounds, metric) {
 }
 
 /**
+ * The engine's targets (issue 13): front CPU per request against the bare Node loop measured in
+ * the same run, req/s against the HTTP proxies of each framework, and nginx on tiny.
+ */
+function engineTargets(get, ratioOf) {
+  const out = [];
+  const cpuRatio = (caseName, a, b) => {
+    const ra = get(caseName, a)?.rounds;
+    const rb = get(caseName, b)?.rounds;
+    if (!ra || !rb) return null;
+    const r = ra.map((x, i) =>
+      rb[i]?.frontCpuUsPerReq ? x.frontCpuUsPerReq / rb[i].frontCpuUsPerReq : null,
+    );
+    return round3(median(r.filter((v) => v !== null)));
+  };
+  for (const caseName of ['tiny', '64k']) {
+    out.push({
+      target: `fastify-scgi front CPU per request <= 1.25x node-floor's (${caseName})`,
+      value: cpuRatio(caseName, 'fastify-unix', 'node-floor'),
+      want: 1.25,
+      atMost: true,
+    });
+    out.push({
+      target: `fastify-scgi >= 1.0x reply-from req/s (${caseName})`,
+      value: ratioOf(caseName, 'fastify-unix', 'reply-from'),
+      want: 1.0,
+    });
+    out.push({
+      target: `express-scgi >= 1.0x http-proxy-middleware req/s (${caseName})`,
+      value: ratioOf(caseName, 'express-unix', 'hpm'),
+      want: 1.0,
+    });
+  }
+  out.push({
+    target: 'fastify-scgi >= 0.9x nginx req/s (tiny)',
+    value: get('tiny', 'fastify-unix')?.summary.vsBaseline?.median ?? null,
+    want: 0.9,
+  });
+  return out;
+}
+
+/**
  * The project's targets, checked against the medians of one run (null when a front or case was
  * not measured). Ratios are medians of per-round ratios: both fronts of a pair ran back to back.
  */
@@ -117,6 +158,7 @@ export function checkTargets(result) {
       want: 0.8,
     });
   }
+  out.push(...engineTargets(get, ratioOf));
   out.push(...fastcgiTargets(get, ratioOf));
   for (const t of out) {
     t.met = t.value === null ? null : t.atMost ? t.value <= t.want : t.value >= t.want;
@@ -274,7 +316,7 @@ export function targetRows(targets) {
   return targets.map((t) => [
     t.target,
     t.value === null ? 'not measured' : t.value.toFixed(2),
-    `${t.atMost ? '<=' : '>='} ${t.want.toFixed(1)}`,
+    `${t.atMost ? '<=' : '>='} ${String(t.want)}`,
     t.met === null ? '-' : t.met ? 'met' : 'NOT met',
   ]);
 }
