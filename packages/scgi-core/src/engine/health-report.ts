@@ -25,12 +25,15 @@ export interface ProxyHealth {
 
 /** A backend being probed after its fail window may take the next request, so it counts as up. */
 export function healthReport(stats: PoolStats, closing: boolean): ProxyHealth {
-  const backends = stats.backends.map((b) => ({
-    address: b.address,
-    state: b.state,
-    healthy: b.healthy,
-    active: b.active,
-  }));
+  // A member that left (draining) finishes its requests but takes no new one.
+  const backends = stats.backends
+    .filter((b) => b.state !== 'draining')
+    .map((b) => ({
+      address: b.address,
+      state: b.state,
+      healthy: b.healthy,
+      active: b.active,
+    }));
   const up = backends.filter((b) => b.healthy && b.state !== 'down').length;
   return {
     status: up > 0 && !closing ? 'up' : 'down',

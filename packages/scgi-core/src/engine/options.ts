@@ -25,6 +25,11 @@ import {
   type ResolvedKeepAlive,
   resolveKeepAlive,
 } from '../upstream/keep-alive.js';
+import {
+  type ResolvedResolve,
+  type ResolveOptions,
+  resolveResolveOption,
+} from '../upstream/membership.js';
 import { Backend } from '../upstream/pool.js';
 import {
   type ResolvedSpawnOptions,
@@ -39,6 +44,8 @@ export interface UpstreamEntry {
   /**
    * `unix:/path`, `/path`, `host:port` or `[::1]:port` (SCGI), or one of them after `fastcgi://`
    * (FastCGI: `fastcgi://127.0.0.1:9000`, `fastcgi://unix:/run/php/php-fpm.sock`) or `scgi://`.
+   * With the `resolve` option a host name becomes one member per address it resolves to, each
+   * with this entry's weight and maxConnections.
    */
   address: string;
   /**
@@ -101,6 +108,16 @@ export type ScgiProxyOptions = ScgiProxySettings & UpstreamChoice;
 export interface ScgiProxySettings extends CgiEnvOptions {
   /** Logger for worker output and lifecycle events (pino-compatible; Fastify passes its own). */
   logger?: ScgiLogger;
+  /**
+   * Resolve host names of `upstream` (`app.internal:9000`, `fastcgi://php.svc.cluster.local:9000`)
+   * into one member per A/AAAA address, at start and again when the answer's TTL runs out (or
+   * every `interval`): addresses that appear join the pool, those that disappear drain (their
+   * requests in flight finish). A failed lookup keeps the last good addresses, logged and
+   * counted in `stats().names` (nginx `server ... resolve` with `resolver`). `false`: a host
+   * name is one member, looked up by the OS on each connection.
+   * @default false
+   */
+  resolve?: boolean | ResolveOptions;
   /**
    * Backend selection: smooth weighted round-robin, least connections, or a consistent hash of
    * a request key.
@@ -272,6 +289,10 @@ export interface ResolvedProxyOptions {
   readonly connector: Connector;
   /** null: no connection is kept (`keepAlive: false`). */
   readonly keepAlive: ResolvedKeepAlive | null;
+  /** The default per-backend `maxConnections` (entries may set their own). */
+  readonly maxConnections: number;
+  /** Resolved `resolve`; null: host names stay single members looked up per connection. */
+  readonly resolve: ResolvedResolve | null;
   readonly env: ResolvedCgiEnvOptions;
   /** Resolved `sendfile`; null when off. */
   readonly sendfile: ResolvedSendfile | null;
@@ -321,6 +342,13 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
       type: 'SpawnOptions',
       default: 'none',
       doc: 'start and supervise the backends (instead of upstream)',
+    },
+    {
+      name: 'resolve',
+      type: 'boolean | { servers?, interval?, timeout? }',
+      default: '`false`',
+      doc: 'resolve host names in upstream into one member per address, again at each TTL',
+      resolve: resolveResolveOption,
     },
     {
       name: 'logger',
@@ -614,12 +642,22 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
   return Object.freeze({
     ...(resolved as Omit<
       ResolvedProxyOptions,
-      'backends' | 'balance' | 'hashKey' | 'maxTries' | 'spawn' | 'logger' | 'env'
+      | 'backends'
+      | 'balance'
+      | 'hashKey'
+      | 'maxTries'
+      | 'spawn'
+      | 'logger'
+      | 'env'
+      | 'maxConnections'
     >),
     backends,
     balance,
     hashKey,
-    maxTries: positiveInt('maxTries', options.maxTries, backends.length),
+    maxConnections: defaultMax,
+    // Unset: every member once (a request never tries a backend twice, see engine/proxy.ts), so
+    // the limit follows a pool whose size changes at run time.
+    maxTries: positiveInt('maxTries', options.maxTries, Number.POSITIVE_INFINITY),
     spawn,
     logger: options.logger ?? null,
     env: resolveCgiEnvOptions(envOptions as CgiEnvOptions),
@@ -676,6 +714,14 @@ const UPSTREAM_HINT =
   'an address such as unix:/run/app.sock, 127.0.0.1:9000 or fastcgi://127.0.0.1:9000, an { address, weight, maxConnections } entry, or a list of them';
 
 const ENTRY_KEYS = new Set(['address', 'weight', 'maxConnections']);
+
+/**
+ * A new `upstream` for `ScgiProxy.setUpstream`, checked as the option is, with the proxy's
+ * default `maxConnections` and `keepAlive`.
+ */
+export function resolveUpstream(upstream: unknown, options: ResolvedProxyOptions): Backend[] {
+  return resolveBackends(upstream, options.maxConnections, options.keepAlive);
+}
 
 function resolveBackends(
   upstream: unknown,

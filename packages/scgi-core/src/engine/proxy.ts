@@ -14,6 +14,7 @@ import {
   BodyTooLargeError,
   ClosingError,
   HttpVersionError,
+  InvalidOptionError,
   RequestAbortedError,
   type ScgiError,
   TransferCodingError,
@@ -25,6 +26,7 @@ import { spoolBody } from '../http/spool.js';
 import type { EnvPair } from '../types.js';
 import { defaultConnector, lendingConnector } from '../upstream/connect.js';
 import { HealthChecker, resolveHealthCheck } from '../upstream/health.js';
+import { Membership } from '../upstream/membership.js';
 import { Backend, type PoolStats, UpstreamPool } from '../upstream/pool.js';
 import { WorkerSupervisor } from '../upstream/spawn.js';
 import { channels, requestTracing, traceRequest } from './diagnostics.js';
@@ -34,7 +36,9 @@ import { healthReport, type ProxyHealth } from './health-report.js';
 import {
   type ResolvedProxyOptions,
   resolveProxyOptions,
+  resolveUpstream,
   type ScgiProxyOptions,
+  type UpstreamOption,
 } from './options.js';
 import type { WireProtocol } from './protocol.js';
 import { Response, UpstreamBody } from './response.js';
@@ -110,11 +114,11 @@ export class ScgiProxy {
   readonly options: ResolvedProxyOptions;
   readonly pool: UpstreamPool;
   readonly #inFlight = new Set<Exchange>();
-  /** The wire protocols of the pool's backends, each once. */
-  readonly #protocols: readonly WireProtocol[];
-  /** Some backend keeps idle connections (FastCGI with keepAlive). */
-  readonly #keeps: boolean;
   readonly #health: HealthChecker | null;
+  /** The configured entries and their resolved names; null with `spawn`. */
+  readonly #members: Membership | null;
+  /** Requests wait for ready() (spawned workers starting, names not yet resolved). */
+  #waitReady: boolean;
   readonly #supervisor: WorkerSupervisor | null;
   #ready: Promise<void> | null = null;
   #closing = false;
@@ -123,15 +127,26 @@ export class ScgiProxy {
   constructor(options: ScgiProxyOptions) {
     this.options = resolveProxyOptions(options);
     const o = this.options;
-    this.pool = new UpstreamPool(o.backends as Backend[], {
+    this.pool = new UpstreamPool(o.spawn === null ? [] : o.backends, {
       balance: o.balance,
       maxQueue: o.maxQueue,
       queueTimeout: o.queueTimeout,
       maxFails: o.maxFails,
       failTimeout: o.failTimeout,
     });
-    this.#protocols = [...new Set(o.backends.map((b) => b.protocol))];
-    this.#keeps = o.backends.some((b) => b.keepAlive !== null);
+    this.#members =
+      o.spawn === null ? new Membership(this.pool, { resolve: o.resolve, logger: o.logger }) : null;
+    this.#waitReady = o.spawn !== null;
+    if (this.#members !== null) {
+      const first = this.#members.set(o.backends);
+      if (this.pool.backends.length < o.backends.length) {
+        // Host names to resolve: requests wait for their first lookup.
+        this.#waitReady = true;
+        this.#ready = first.then(() => {
+          this.#waitReady = false;
+        });
+      }
+    }
     this.#supervisor = o.spawn === null ? null : new WorkerSupervisor(o.spawn, this.pool, o.logger);
     // Spawned workers can also stop accepting without exiting: a connect check catches that.
     const check = o.healthCheck ?? (o.spawn === null ? null : SPAWN_HEALTH_CHECK);
@@ -166,9 +181,26 @@ export class ScgiProxy {
     return this.#supervisor?.pids() ?? [];
   }
 
-  /** Per-backend state and counters. */
+  /** Per-backend state and counters; with `resolve`, each host name's lookups too. */
   stats(): PoolStats {
-    return this.pool.stats();
+    const stats = this.pool.stats();
+    const names = this.#members?.stats() ?? [];
+    return names.length === 0 ? stats : { ...stats, names };
+  }
+
+  /**
+   * Replaces the pool's backends at run time (for backends discovered another way than DNS),
+   * checked as the `upstream` option. Entries listed before and after keep their state; the
+   * others drain: no new request, requests in flight finish, kept connections close. With
+   * `resolve`, new host names are looked up: the promise resolves once they were.
+   * @throws InvalidOptionError with `spawn`, or for an invalid list.
+   */
+  setUpstream(upstream: UpstreamOption): Promise<void> {
+    if (this.#members === null) {
+      throw new InvalidOptionError('upstream', 'cannot be set on a proxy that spawns its workers');
+    }
+    if (this.#closing) throw new ClosingError();
+    return this.#members.set(resolveUpstream(upstream, this.options));
   }
 
   /**
@@ -205,7 +237,7 @@ export class ScgiProxy {
     requestId: string | undefined,
   ): Promise<ScgiResponse> {
     // A failed start answers with its own error (SCGI_ERR_SPAWN), not as a shutdown.
-    if (this.#supervisor !== null) await this.ready();
+    if (this.#waitReady) await this.ready();
     if (this.#closing) throw new ClosingError();
     if (channels.start.hasSubscribers) channels.start.publish({ id, request: req });
     // The client going away aborts the request at once. No AbortController on the hot path:
@@ -308,7 +340,7 @@ export class ScgiProxy {
       return { kind: 'stream', stream: given.stream, length: given.length };
     }
     const known = requestBodyLength(req);
-    if (known === null || (this.#keeps && known > 0 && known <= KEPT_BODY_LIMIT)) {
+    if (known === null || (this.pool.keeps && known > 0 && known <= KEPT_BODY_LIMIT)) {
       const spool = await spoolBody(
         req as Readable,
         {
@@ -348,7 +380,7 @@ export class ScgiProxy {
     // backend is picked: an environment the protocol cannot carry fails without touching the pool.
     const heads = new Map<WireProtocol, Buffer>();
     const keep = o.keepAlive !== null;
-    for (const p of this.#protocols)
+    for (const p of this.pool.protocols)
       heads.set(p, p.encodeRequestHead(env, length, keep && p.keepsConnections));
 
     const key =
@@ -377,6 +409,21 @@ export class ScgiProxy {
         throw err;
       }
       tried.add(backend);
+      let requestHead = heads.get(backend.protocol);
+      if (requestHead === undefined) {
+        // A member of another protocol joined while this request waited (setUpstream).
+        try {
+          requestHead = backend.protocol.encodeRequestHead(
+            env,
+            length,
+            keep && backend.protocol.keepsConnections,
+          );
+          heads.set(backend.protocol, requestHead);
+        } catch (err) {
+          this.pool.release(backend, { ok: false, failure: false });
+          throw err;
+        }
+      }
       const trial = this.pool.takeTrial(backend);
       if (channels.upstream.hasSubscribers) {
         channels.upstream.publish({ id, request: req, upstream: backend.address.label, attempt });
@@ -386,7 +433,7 @@ export class ScgiProxy {
         options: o,
         address: backend.address,
         protocol: backend.protocol,
-        requestHead: heads.get(backend.protocol)!,
+        requestHead,
         body,
         noResponseBody: req.method === 'HEAD',
         signal: watch.userSignal,
@@ -468,6 +515,7 @@ export class ScgiProxy {
    */
   async close(grace: number = this.options.closeGrace): Promise<void> {
     this.#closing = true;
+    this.#members?.stop();
     this.pool.close();
     this.#health?.stop();
     if (this.#inFlight.size > 0) await this.#drain(grace);

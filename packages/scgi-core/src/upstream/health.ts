@@ -162,50 +162,67 @@ export function checkBackend(
   });
 }
 
-/** Runs checks for every backend of a pool until stopped. */
+/**
+ * Runs checks for every member of a pool until stopped; follows membership (a member that
+ * joins is checked from then on, one that leaves is no longer checked).
+ */
 export class HealthChecker {
-  readonly #timers = new Set<NodeJS.Timeout>();
+  /** The pending timer of each checked member (null while its check runs). */
+  readonly #watched = new Map<Backend, NodeJS.Timeout | null>();
   readonly #abort = new AbortController();
+  readonly #pool: UpstreamPool;
+  readonly #check: ResolvedHealthCheck;
+  readonly #connector: Connector;
   #stopped = false;
 
   constructor(pool: UpstreamPool, check: ResolvedHealthCheck, connector: Connector) {
-    for (const backend of pool.backends) {
-      let goodRun = 0;
-      let badRun = 0;
-      const run = () => {
-        if (this.#stopped) return;
-        checkBackend(backend, check, connector, this.#abort.signal).then((ok) => {
-          if (this.#stopped) return;
-          if (ok) {
-            goodRun++;
-            badRun = 0;
-            if (!backend.healthy && goodRun >= check.passes) pool.setHealthy(backend, true);
-          } else {
-            badRun++;
-            goodRun = 0;
-            if (backend.healthy && badRun >= check.fails) pool.setHealthy(backend, false);
-          }
-          schedule();
-        });
-      };
-      const schedule = () => {
-        if (this.#stopped) return;
-        const t = setTimeout(() => {
-          this.#timers.delete(t);
-          run();
-        }, check.interval);
+    this.#pool = pool;
+    this.#check = check;
+    this.#connector = connector;
+    for (const backend of pool.backends) this.#watch(backend);
+    pool.onMembers((added, removed) => {
+      if (this.#stopped) return;
+      for (const b of removed) {
+        const t = this.#watched.get(b);
+        if (t != null) clearTimeout(t);
+        this.#watched.delete(b);
+      }
+      for (const b of added) this.#watch(b);
+    });
+  }
+
+  #watch(backend: Backend): void {
+    const check = this.#check;
+    let goodRun = 0;
+    let badRun = 0;
+    const run = () => {
+      if (this.#stopped || !this.#watched.has(backend)) return;
+      this.#watched.set(backend, null);
+      checkBackend(backend, check, this.#connector, this.#abort.signal).then((ok) => {
+        if (this.#stopped || !this.#watched.has(backend)) return;
+        if (ok) {
+          goodRun++;
+          badRun = 0;
+          if (!backend.healthy && goodRun >= check.passes) this.#pool.setHealthy(backend, true);
+        } else {
+          badRun++;
+          goodRun = 0;
+          if (backend.healthy && badRun >= check.fails) this.#pool.setHealthy(backend, false);
+        }
+        const t = setTimeout(run, check.interval);
         t.unref();
-        this.#timers.add(t);
-      };
-      run();
-    }
+        this.#watched.set(backend, t);
+      });
+    };
+    this.#watched.set(backend, null);
+    run();
   }
 
   stop(): void {
     this.#stopped = true;
     // Checks in progress end now: their sockets and timeout timers must not outlive close().
     this.#abort.abort();
-    for (const t of this.#timers) clearTimeout(t);
-    this.#timers.clear();
+    for (const t of this.#watched.values()) if (t !== null) clearTimeout(t);
+    this.#watched.clear();
   }
 }

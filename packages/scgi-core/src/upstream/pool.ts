@@ -2,6 +2,11 @@
  * The upstream pool: many backends, per-backend concurrency limits with a bounded queue, and
  * passive health (nginx's `max_fails` / `fail_timeout`: that many failures within the window
  * take a backend out for the window; then one trial request decides).
+ *
+ * Membership can change at run time (`setMembers`: names re-resolved by upstream/membership.ts,
+ * `ScgiProxy.setUpstream`), with nginx's rule for a server removed from a resolved upstream: a
+ * member that leaves takes no new request, its requests in flight finish, its kept connections
+ * close, and `stats()` shows it as `draining` until its last request ended.
  */
 
 import type { WireProtocol } from '../engine/protocol.js';
@@ -17,7 +22,8 @@ import type { UpstreamAddress } from './address.js';
 import { HashRing, pickLeastConnections, pickRoundRobin } from './balance.js';
 import { KeepAliveSet, type ResolvedKeepAlive } from './keep-alive.js';
 
-export type BackendState = 'up' | 'down' | 'probing';
+/** `draining`: left the pool (setMembers) and still finishing requests in flight. */
+export type BackendState = 'up' | 'down' | 'probing' | 'draining';
 
 /** A snapshot of one backend, from `stats()`. */
 export interface BackendStats {
@@ -35,11 +41,29 @@ export interface BackendStats {
   readonly lastError: string | null;
   /** Exponentially weighted moving average of the time to the response head, in ms. */
   readonly latencyEwma: number | null;
+  /** The host name entry this member was resolved from (`resolve`), when it was. */
+  readonly resolvedFrom?: string;
 }
 
 export interface PoolStats {
   readonly queued: number;
+  /** Members, then members that left and still finish requests (`state: 'draining'`). */
   readonly backends: BackendStats[];
+  /** Host names resolved into members (the `resolve` option), with their lookup counters. */
+  readonly names?: readonly NameStats[];
+}
+
+/** One host name of `upstream` resolved into members (upstream/membership.ts). */
+export interface NameStats {
+  /** The entry as given, without its scheme: `app.internal:9000`. */
+  readonly name: string;
+  /** The members it resolved to, by label, in the answer's order. */
+  readonly addresses: readonly string[];
+  readonly lookups: number;
+  /** Lookups that failed (the last good set was kept). */
+  readonly failures: number;
+  /** The DNS error code of the last failed lookup (`ETIMEOUT`, `ENOTFOUND`...), or null. */
+  readonly lastError: string | null;
 }
 
 export class Backend {
@@ -54,6 +78,8 @@ export class Backend {
   readonly maxConnections: number;
   /** Idle connections kept for reuse; null when the protocol or the options do not keep any. */
   readonly keepAlive: KeepAliveSet | null;
+  /** The `host:port` entry this member was resolved from (upstream/membership.ts), or null. */
+  readonly resolvedFrom: string | null;
   active = 0;
   currentWeight = 0;
   served = 0;
@@ -76,6 +102,8 @@ export class Backend {
   trialDowns = 0;
   /** Set by active health checks. */
   healthy = true;
+  /** Left the pool (UpstreamPool.setMembers); finishes what is in flight, takes nothing new. */
+  draining = false;
 
   constructor(
     address: UpstreamAddress,
@@ -83,8 +111,10 @@ export class Backend {
     maxConnections: number,
     protocol: WireProtocol = scgiProtocol,
     keepAlive: ResolvedKeepAlive | null = null,
+    resolvedFrom: string | null = null,
   ) {
     this.address = address;
+    this.resolvedFrom = resolvedFrom;
     this.protocol = protocol;
     this.weight = weight;
     this.maxConnections = maxConnections;
@@ -93,6 +123,7 @@ export class Backend {
   }
 
   state(now: number): BackendState {
+    if (this.draining) return 'draining';
     if (this.downUntil === 0) return 'up';
     return now < this.downUntil ? 'down' : 'probing';
   }
@@ -130,25 +161,84 @@ export interface Outcome {
   readonly headMs?: number | undefined;
 }
 
+/** Told of every membership change (health checks follow it). */
+export type MembersListener = (added: readonly Backend[], removed: readonly Backend[]) => void;
+
 export class UpstreamPool {
-  readonly backends: readonly Backend[];
+  #members: readonly Backend[];
+  /** Members that left with requests still in flight. */
+  readonly #draining = new Set<Backend>();
+  readonly #listeners: MembersListener[] = [];
   readonly #opts: PoolOptions;
-  readonly #ring: HashRing<Backend> | null;
+  #ring: HashRing<Backend> | null = null;
+  #protocols: readonly WireProtocol[] = [];
+  #keeps = false;
   readonly #queue: Waiter[] = [];
   #closing = false;
   #wakeTimer: NodeJS.Timeout | null = null;
 
-  constructor(backends: Backend[], opts: PoolOptions) {
-    this.backends = backends;
+  constructor(backends: readonly Backend[], opts: PoolOptions) {
+    this.#members = backends;
     this.#opts = opts;
+    this.#rebuild();
+  }
+
+  /** The members new requests may go to (draining ones are not among them). */
+  get backends(): readonly Backend[] {
+    return this.#members;
+  }
+
+  /** The wire protocols of the members, each once. */
+  get protocols(): readonly WireProtocol[] {
+    return this.#protocols;
+  }
+
+  /** Some member keeps idle connections (FastCGI with keepAlive). */
+  get keeps(): boolean {
+    return this.#keeps;
+  }
+
+  /** Calls `listener` on every later membership change. */
+  onMembers(listener: MembersListener): void {
+    this.#listeners.push(listener);
+  }
+
+  /**
+   * Replaces the members. A Backend object present before and after keeps its state (counters,
+   * passive health); one that left drains: no new request, requests in flight finish, its idle
+   * connections close now. Queued requests are handed to the new members at once.
+   */
+  setMembers(next: readonly Backend[]): void {
+    if (this.#closing) return;
+    const before = new Set(this.#members);
+    const after = new Set(next);
+    const added = next.filter((b) => !before.has(b));
+    const removed = this.#members.filter((b) => !after.has(b));
+    this.#members = [...next];
+    for (const b of removed) {
+      b.draining = true;
+      b.keepAlive?.close();
+      if (b.active > 0) this.#draining.add(b);
+    }
+    this.#rebuild();
+    for (const listener of this.#listeners) listener(added, removed);
+    this.#dispatch();
+  }
+
+  /** Balancer state follows membership: WRR weights start over, the hash ring is rebuilt. */
+  #rebuild(): void {
+    const members = this.#members;
+    for (const b of members) b.currentWeight = 0;
     this.#ring =
-      opts.balance === 'hash'
+      this.#opts.balance === 'hash'
         ? new HashRing(
-            backends,
+            members,
             (b) => b.address.label,
             (b) => b.weight,
           )
         : null;
+    this.#protocols = [...new Set(members.map((b) => b.protocol))];
+    this.#keeps = members.some((b) => b.keepAlive !== null);
   }
 
   get queued(): number {
@@ -270,6 +360,7 @@ export class UpstreamPool {
   /** Reports how an exchange went; frees its slot. `trial`: what takeTrial said for it. */
   release(b: Backend, outcome: Outcome, trial = false): void {
     b.active--;
+    if (b.draining && b.active === 0) this.#draining.delete(b);
     const now = Date.now();
     const wasTrial = trial;
     if (trial) {
@@ -358,7 +449,7 @@ export class UpstreamPool {
     const now = Date.now();
     return {
       queued: this.#queue.length,
-      backends: this.backends.map((b) => ({
+      backends: [...this.#members, ...this.#draining].map((b) => ({
         address: b.address.label,
         state: b.state(now),
         healthy: b.healthy,
@@ -370,6 +461,7 @@ export class UpstreamPool {
         failed: b.failed,
         lastError: b.lastError,
         latencyEwma: b.latencyEwma,
+        ...(b.resolvedFrom === null ? {} : { resolvedFrom: b.resolvedFrom }),
       })),
     };
   }
