@@ -29,7 +29,7 @@ import { Backend, type PoolStats, UpstreamPool } from '../upstream/pool.js';
 import { WorkerSupervisor } from '../upstream/spawn.js';
 import { channels, requestTracing, traceRequest } from './diagnostics.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
-import { mayRetryElsewhere, mayRetryFresh } from './failure-policy.js';
+import { mayRetryElsewhere, mayRetryFresh, mayRetryLater } from './failure-policy.js';
 import { healthReport, type ProxyHealth } from './health-report.js';
 import {
   type ResolvedProxyOptions,
@@ -372,8 +372,17 @@ export class ScgiProxy {
         backend = picked instanceof Backend ? picked : await picked;
       } catch (err) {
         // Nothing left to try after a failure: the failure is the answer (502/504), not a 503.
-        if (lastError !== null && (err as ScgiError).code === 'SCGI_ERR_NO_BACKEND')
-          throw lastError;
+        if (lastError !== null && (err as ScgiError).code === 'SCGI_ERR_NO_BACKEND') {
+          // Every backend failed as a restarting one does: wait, then a new round on the same
+          // backends. A round in which nothing was usable ends it (backends marked down stay out
+          // for failTimeout, longer than a wait is worth).
+          if (tried.size === 0 || !this.#mayWait(lastError, resendable, deadline, attempt))
+            throw lastError;
+          await retryPause(this.options.retryDelay, deadline, watch, lastError);
+          tried.clear();
+          attempt--; // no exchange was made this time round
+          continue;
+        }
         throw err;
       }
       tried.add(backend);
@@ -446,13 +455,26 @@ export class ScgiProxy {
         if (
           !mayRetry ||
           watch.reason !== null ||
-          attempt >= o.maxTries ||
+          (o.maxTries > 0 && attempt >= o.maxTries) ||
           Date.now() >= deadline ||
           this.#closing
         )
           throw e;
       }
     }
+  }
+
+  /** A failed request may wait `retryDelay` and go to the same backends again. */
+  #mayWait(err: ScgiError, resendable: boolean, deadline: number, attempt: number): boolean {
+    const o = this.options;
+    return (
+      o.retryDelay > 0 &&
+      o.retryTimeout > 0 &&
+      (o.maxTries === 0 || attempt <= o.maxTries) &&
+      Date.now() < deadline &&
+      !this.#closing &&
+      mayRetryLater(err, resendable, false)
+    );
   }
 
   #notifyIdle(): void {
@@ -503,6 +525,38 @@ function bodyLength(body: ExchangeBody): number {
     case 'spooled':
       return body.spool.length;
   }
+}
+
+/**
+ * The wait before a new round on the same backends: a random time in [0, `max`] ms (full
+ * jitter: requests that failed together do not come back together), cut at the deadline, and
+ * over at once, with its timer cleared, when the client goes away. Rejects with `lastError`
+ * when the deadline leaves no room for another try.
+ */
+function retryPause(
+  max: number,
+  deadline: number,
+  watch: ClientWatch,
+  lastError: ScgiError,
+): Promise<void> {
+  const left = deadline - Date.now();
+  if (left <= 0) return Promise.reject(lastError);
+  const signal = watch.signal();
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(
+      () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      Math.min(left, Math.floor(Math.random() * (max + 1))),
+    );
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /**
