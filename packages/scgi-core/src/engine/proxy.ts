@@ -23,6 +23,7 @@ import { requestBodyLength } from '../http/request-length.js';
 import { serveSendfile } from '../http/sendfile.js';
 import { spoolBody } from '../http/spool.js';
 import type { EnvPair } from '../types.js';
+import type { UpstreamAddress } from '../upstream/address.js';
 import { defaultConnector, lendingConnector } from '../upstream/connect.js';
 import { HealthChecker, resolveHealthCheck } from '../upstream/health.js';
 import { Backend, type PoolStats, UpstreamPool } from '../upstream/pool.js';
@@ -119,6 +120,8 @@ export class ScgiProxy {
   #ready: Promise<void> | null = null;
   #closing = false;
   #idleWaiters: Array<() => void> = [];
+  /** Checks of reloads waiting for the requests on an old worker to end (#drainAddress). */
+  readonly #drains = new Set<() => void>();
 
   constructor(options: ScgiProxyOptions) {
     this.options = resolveProxyOptions(options);
@@ -132,7 +135,12 @@ export class ScgiProxy {
     });
     this.#protocols = [...new Set(o.backends.map((b) => b.protocol))];
     this.#keeps = o.backends.some((b) => b.keepAlive !== null);
-    this.#supervisor = o.spawn === null ? null : new WorkerSupervisor(o.spawn, this.pool, o.logger);
+    this.#supervisor =
+      o.spawn === null
+        ? null
+        : new WorkerSupervisor(o.spawn, this.pool, o.logger, (address) =>
+            this.#drainAddress(address),
+          );
     // Spawned workers can also stop accepting without exiting: a connect check catches that.
     const check = o.healthCheck ?? (o.spawn === null ? null : SPAWN_HEALTH_CHECK);
     // The engine's own sockets read into lent buffers; a check reads plain 'data' events.
@@ -159,6 +167,38 @@ export class ScgiProxy {
             });
     }
     return this.#ready;
+  }
+
+  /**
+   * Replaces the spawned workers one at a time without dropping a request (uWSGI's chain reload,
+   * PHP-FPM's graceful reload): each new worker accepts before the old one stops getting
+   * requests; the old one finishes its requests (up to `closeGrace` ms), then gets SIGTERM.
+   * Resolves when every worker was replaced; rejects with `SCGI_ERR_SPAWN` when a new worker does
+   * not come up (the old ones keep serving). Nothing to do without `spawn`.
+   */
+  async reload(): Promise<void> {
+    if (this.#supervisor === null) return;
+    await this.ready();
+    if (this.#closing) throw new ClosingError();
+    await this.#supervisor.reload();
+  }
+
+  /** Resolves when no request in flight uses `address`, or after `closeGrace` ms. */
+  #drainAddress(address: UpstreamAddress): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const check = () => {
+        for (const ex of this.#inFlight) if (ex.address === address) return;
+        finish();
+      };
+      const finish = () => {
+        clearTimeout(timer);
+        this.#drains.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(finish, this.options.closeGrace);
+      this.#drains.add(check);
+      check();
+    });
   }
 
   /** Pids of the spawned workers by slot (empty without `spawn`). */
@@ -402,6 +442,7 @@ export class ScgiProxy {
         onDone: (outcome) => {
           this.#inFlight.delete(exchange);
           pool.release(backend, outcome, trial);
+          if (this.#drains.size > 0) for (const check of [...this.#drains]) check();
           if (outcome.ok && channels.end.hasSubscribers) {
             channels.end.publish({
               id,
