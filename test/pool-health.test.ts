@@ -108,6 +108,8 @@ describe('passive health (maxFails 2, failTimeout 1000)', () => {
       upstream: [a!.address, b!.address],
       maxFails: 2,
       failTimeout: 5000,
+      // One round per request, no waits for a restart: each request counts one failure a backend.
+      retryDelay: 0,
     });
     await Promise.all([a!.kill(), b!.kill()]);
     // Each request tries both: the last failure is the answer while they are still counted.

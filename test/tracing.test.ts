@@ -80,8 +80,8 @@ beforeAll(async () => {
   await new Promise<void>((r) => backend.listen(0, '127.0.0.1', r));
   upstream = `127.0.0.1:${(backend.address() as AddressInfo).port}`;
 
-  const withRoute = (target: string) =>
-    startFastifyFront({ upstream: target, routes: false }, (app) => {
+  const withRoute = (target: string, retryDelay?: number) =>
+    startFastifyFront({ upstream: target, routes: false, retryDelay }, (app) => {
       // The app's own span for each HTTP request: the parent the proxy's span must get.
       app.get('/t/*', (request, reply) => {
         const span = newSpan('http', undefined);
@@ -95,7 +95,8 @@ beforeAll(async () => {
   await new Promise<void>((r) => gone.listen(0, '127.0.0.1', r));
   const port = (gone.address() as AddressInfo).port;
   await new Promise<void>((r) => gone.close(() => r()));
-  dead = await withRoute(`127.0.0.1:${port}`);
+  // No waits for a restart (retryDelay): one attempt, answered at once.
+  dead = await withRoute(`127.0.0.1:${port}`, 0);
 });
 
 afterAll(async () => {

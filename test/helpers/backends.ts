@@ -265,6 +265,8 @@ export interface UwsgiOptions {
   bufferSize?: number;
   /** Appended to the command line. */
   extraArgs?: readonly string[];
+  /** With `socket: 'unix'`: this socket path instead of one in the backend's own dir (a restart on the same path). */
+  socketPath?: string;
 }
 
 /** uWSGI (`--plugin python3 --scgi-socket`) serving examples/python/app.py. */
@@ -275,7 +277,7 @@ export async function startUwsgi(options: UwsgiOptions): Promise<Backend> {
     const dir = makeTempDir('scgi-uw-');
     const address =
       options.socket === 'unix'
-        ? `unix:${unixSocketPath(dir, 'app.sock')}`
+        ? `unix:${options.socketPath ?? unixSocketPath(dir, 'app.sock')}`
         : `127.0.0.1:${await getFreePort()}`;
     const args = [
       ...['--plugin', 'python3', '--scgi-socket', address.replace(/^unix:/, '')],

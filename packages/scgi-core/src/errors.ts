@@ -72,10 +72,16 @@ export interface ScgiErrorConstructor {
  *   connection, for any method, not counted as a try (nginx does not count a failed cached
  *   connection either: `u->peer.tries++` in ngx_http_upstream_next); `'never'`: the same failure
  *   would follow, or the client is the cause.
+ * - `retryLater`: the failure is what a backend that restarts looks like (a refused connection or
+ *   a missing socket, a connection reset or closed before any response byte): once every backend
+ *   was tried, an idempotent request whose body can be sent again waits `retryDelay` and goes to
+ *   the same backends again, within `retryTimeout` (issue 16; nginx has no such wait). Not the
+ *   timeouts: a backend that is slow, not gone, would get the request again.
  */
 export interface FailurePolicy {
   readonly chargesBackend: boolean;
   readonly retry: 'connect' | 'replayable' | 'unprocessed' | 'fresh' | 'never';
+  readonly retryLater?: boolean;
 }
 
 /** What the registry knows of each code; the README table is checked against it. */
@@ -90,6 +96,8 @@ const registry = new Map<string, ScgiErrorInfo>();
 const LOCAL: FailurePolicy = { chargesBackend: false, retry: 'never' };
 /** The backend failed before answering: charged, and retried where the request allows. */
 const BACKEND_FAILED: FailurePolicy = { chargesBackend: true, retry: 'replayable' };
+/** The connection went away before any response byte, as when the backend restarts. */
+const BACKEND_GONE: FailurePolicy = { ...BACKEND_FAILED, retryLater: true };
 
 function define(
   code: string,
@@ -240,7 +248,7 @@ export const ConnectError = define(
   'SCGI_ERR_CONNECT',
   502,
   'Could not connect to the SCGI backend',
-  { chargesBackend: true, retry: 'connect' },
+  { chargesBackend: true, retry: 'connect', retryLater: true },
 );
 export const NoSocketError = define(
   'SCGI_ERR_NO_SOCKET',
@@ -269,13 +277,13 @@ export const UpstreamClosedError = define(
   'SCGI_ERR_UPSTREAM_CLOSED',
   502,
   'The SCGI backend closed the connection before a complete response head',
-  BACKEND_FAILED,
+  BACKEND_GONE,
 );
 export const UpstreamResetError = define(
   'SCGI_ERR_UPSTREAM_RESET',
   502,
   'The SCGI backend connection failed: %s',
-  BACKEND_FAILED,
+  BACKEND_GONE,
 );
 /**
  * A connection kept from an earlier request failed before any response byte: the backend closed

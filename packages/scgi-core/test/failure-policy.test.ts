@@ -6,7 +6,7 @@ import { createServer, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { chargesBackend, mayRetryElsewhere } from '../src/engine/failure-policy.js';
+import { chargesBackend, mayRetryElsewhere, mayRetryLater } from '../src/engine/failure-policy.js';
 import { pumpBody } from '../src/http/request-body.js';
 import {
   ConnectError,
@@ -47,6 +47,23 @@ describe('failure policy in the registry', () => {
     const timeout = new HeadersTimeoutError(5) as ScgiError;
     expect(mayRetryElsewhere(timeout, true, false)).toBe(true);
     expect(chargesBackend(timeout)).toBe(true);
+  });
+
+  it('waits and tries the same backend again only after what a restart looks like', () => {
+    const later = listErrorCodes()
+      .filter((e) => e.retryLater === true)
+      .map((e) => e.code)
+      .sort();
+    expect(later).toEqual([
+      'SCGI_ERR_CONNECT',
+      'SCGI_ERR_UPSTREAM_CLOSED',
+      'SCGI_ERR_UPSTREAM_RESET',
+    ]);
+    const reset = new UpstreamResetError('ECONNRESET') as ScgiError;
+    expect(mayRetryLater(reset, true, false)).toBe(true);
+    expect(mayRetryLater(reset, false, false)).toBe(false);
+    expect(mayRetryLater(reset, true, true)).toBe(false);
+    expect(mayRetryLater(new HeadersTimeoutError(5) as ScgiError, true, false)).toBe(false);
   });
 
   it('never charges nor retries a local failure', () => {

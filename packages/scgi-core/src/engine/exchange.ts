@@ -115,6 +115,11 @@ export class Exchange implements SocketUser {
   #headReceived = false;
   /** Some response byte arrived: from then on the request must not be retried elsewhere. */
   responseStarted = false;
+
+  /** The backend address this exchange connects to (fixed for its life). */
+  get address(): UpstreamAddress {
+    return this.#address;
+  }
   readonly #protocol: WireProtocol;
   /** The protocol sends the body as it is and reads the raw response (SCGI): the fast paths. */
   readonly #raw: boolean;

@@ -38,3 +38,18 @@ export function mayRetryElsewhere(
 export function mayRetryFresh(err: ScgiError, responseStarted: boolean): boolean {
   return !responseStarted && errorInfo(err.code)?.retry === 'fresh';
 }
+
+/**
+ * The request may wait and go to the same backend again once every backend was tried: the
+ * failure looks like a restart (`retryLater`: refused, socket missing, reset or closed before the
+ * head), no response byte arrived, and the request is idempotent with a body that can be sent
+ * again (`resendable`). A POST is never resent this way, even after a refused connect: its client
+ * gets the 502 at once rather than a request held for `retryTimeout`.
+ */
+export function mayRetryLater(
+  err: ScgiError,
+  resendable: boolean,
+  responseStarted: boolean,
+): boolean {
+  return resendable && !responseStarted && errorInfo(err.code)?.retryLater === true;
+}

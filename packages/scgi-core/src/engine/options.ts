@@ -153,17 +153,28 @@ export interface ScgiProxySettings extends CgiEnvOptions {
    */
   failTimeout?: number;
   /**
-   * Most backends one request may try (nginx `proxy_next_upstream_tries`). A connect failure
-   * always moves on; a reset before any response byte only for idempotent methods with a
-   * replayable body; never once a response byte reached the client.
-   * @default the number of backends
+   * Most attempts one request may make, on other backends and on the same one again (nginx
+   * `proxy_next_upstream_tries`); 0: no limit but the others (each backend once per round,
+   * `retryTimeout`). A connect failure always moves on; a reset before any response byte only
+   * for idempotent methods with a replayable body; never once a response byte reached the client.
+   * @default 0
    */
   maxTries?: number;
   /**
-   * ms after which no further backend is tried (nginx `proxy_next_upstream_timeout`); 0: no limit.
-   * @default 0
+   * ms after which no further attempt is made (nginx `proxy_next_upstream_timeout`); 0: no limit.
+   * It also bounds the waits of `retryDelay`, which are off when it is 0.
+   * @default 5000
    */
   retryTimeout?: number;
+  /**
+   * Once every backend failed in a way a restart looks like (connection refused, socket missing,
+   * reset or closed before any response byte), an idempotent request whose body can be sent again
+   * waits a random time up to this many ms (full jitter, so a burst does not come back at once)
+   * and tries the same backends again, until `retryTimeout`: a backend that restarts (a uWSGI or
+   * PHP-FPM reload, a deploy) costs a delay, not a 502. nginx has no such wait. 0: never.
+   * @default 250
+   */
+  retryDelay?: number;
   /**
    * Graceful shutdown: ms that requests in flight may take to finish after `close()` before their
    * backend connections are destroyed.
@@ -269,6 +280,7 @@ export interface ResolvedProxyOptions {
   readonly failTimeout: number;
   readonly maxTries: number;
   readonly retryTimeout: number;
+  readonly retryDelay: number;
   readonly healthCheck: ResolvedHealthCheck | null;
   readonly closeGrace: number;
   readonly spawn: ResolvedSpawnOptions | null;
@@ -507,15 +519,23 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
     {
       name: 'maxTries',
       type: 'number',
-      default: 'backends',
-      doc: 'most backends one request may try',
+      default: '0',
+      doc: 'most attempts one request may make (0: each backend once, then as retryDelay allows)',
+      resolve: int('maxTries', 0, 0),
     },
     {
       name: 'retryTimeout',
       type: 'number',
-      default: '0',
-      doc: 'ms after which no further backend is tried',
-      resolve: int('retryTimeout', 0, 0),
+      default: '5000',
+      doc: 'ms after which no further attempt is made (0: no limit, and no retryDelay waits)',
+      resolve: int('retryTimeout', 0, 5000),
+    },
+    {
+      name: 'retryDelay',
+      type: 'number',
+      default: '250',
+      doc: 'most ms to wait (full jitter) before trying a backend that looked restarted again',
+      resolve: int('retryDelay', 0, 250),
     },
     {
       name: 'healthCheck',
@@ -642,22 +662,12 @@ export function resolveProxyOptions(options: ScgiProxyOptions): ResolvedProxyOpt
   return Object.freeze({
     ...(resolved as Omit<
       ResolvedProxyOptions,
-      | 'backends'
-      | 'balance'
-      | 'hashKey'
-      | 'maxTries'
-      | 'spawn'
-      | 'logger'
-      | 'env'
-      | 'maxConnections'
+      'backends' | 'balance' | 'hashKey' | 'spawn' | 'logger' | 'env' | 'maxConnections'
     >),
     backends,
     balance,
     hashKey,
     maxConnections: defaultMax,
-    // Unset: every member once (a request never tries a backend twice, see engine/proxy.ts), so
-    // the limit follows a pool whose size changes at run time.
-    maxTries: positiveInt('maxTries', options.maxTries, Number.POSITIVE_INFINITY),
     spawn,
     logger: options.logger ?? null,
     env: resolveCgiEnvOptions(envOptions as CgiEnvOptions),

@@ -24,6 +24,7 @@ import { requestBodyLength } from '../http/request-length.js';
 import { serveSendfile } from '../http/sendfile.js';
 import { spoolBody } from '../http/spool.js';
 import type { EnvPair } from '../types.js';
+import type { UpstreamAddress } from '../upstream/address.js';
 import { defaultConnector, lendingConnector } from '../upstream/connect.js';
 import { HealthChecker, resolveHealthCheck } from '../upstream/health.js';
 import { Membership } from '../upstream/membership.js';
@@ -31,7 +32,7 @@ import { Backend, type PoolStats, UpstreamPool } from '../upstream/pool.js';
 import { WorkerSupervisor } from '../upstream/spawn.js';
 import { channels, requestTracing, traceRequest } from './diagnostics.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
-import { mayRetryElsewhere, mayRetryFresh } from './failure-policy.js';
+import { mayRetryElsewhere, mayRetryFresh, mayRetryLater } from './failure-policy.js';
 import { healthReport, type ProxyHealth } from './health-report.js';
 import {
   type ResolvedProxyOptions,
@@ -123,6 +124,8 @@ export class ScgiProxy {
   #ready: Promise<void> | null = null;
   #closing = false;
   #idleWaiters: Array<() => void> = [];
+  /** Checks of reloads waiting for the requests on an old worker to end (#drainAddress). */
+  readonly #drains = new Set<() => void>();
 
   constructor(options: ScgiProxyOptions) {
     this.options = resolveProxyOptions(options);
@@ -147,7 +150,12 @@ export class ScgiProxy {
         });
       }
     }
-    this.#supervisor = o.spawn === null ? null : new WorkerSupervisor(o.spawn, this.pool, o.logger);
+    this.#supervisor =
+      o.spawn === null
+        ? null
+        : new WorkerSupervisor(o.spawn, this.pool, o.logger, (address) =>
+            this.#drainAddress(address),
+          );
     // Spawned workers can also stop accepting without exiting: a connect check catches that.
     const check = o.healthCheck ?? (o.spawn === null ? null : SPAWN_HEALTH_CHECK);
     // The engine's own sockets read into lent buffers; a check reads plain 'data' events.
@@ -174,6 +182,38 @@ export class ScgiProxy {
             });
     }
     return this.#ready;
+  }
+
+  /**
+   * Replaces the spawned workers one at a time without dropping a request (uWSGI's chain reload,
+   * PHP-FPM's graceful reload): each new worker accepts before the old one stops getting
+   * requests; the old one finishes its requests (up to `closeGrace` ms), then gets SIGTERM.
+   * Resolves when every worker was replaced; rejects with `SCGI_ERR_SPAWN` when a new worker does
+   * not come up (the old ones keep serving). Nothing to do without `spawn`.
+   */
+  async reload(): Promise<void> {
+    if (this.#supervisor === null) return;
+    await this.ready();
+    if (this.#closing) throw new ClosingError();
+    await this.#supervisor.reload();
+  }
+
+  /** Resolves when no request in flight uses `address`, or after `closeGrace` ms. */
+  #drainAddress(address: UpstreamAddress): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const check = () => {
+        for (const ex of this.#inFlight) if (ex.address === address) return;
+        finish();
+      };
+      const finish = () => {
+        clearTimeout(timer);
+        this.#drains.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(finish, this.options.closeGrace);
+      this.#drains.add(check);
+      check();
+    });
   }
 
   /** Pids of the spawned workers by slot (empty without `spawn`). */
@@ -404,8 +444,17 @@ export class ScgiProxy {
         backend = picked instanceof Backend ? picked : await picked;
       } catch (err) {
         // Nothing left to try after a failure: the failure is the answer (502/504), not a 503.
-        if (lastError !== null && (err as ScgiError).code === 'SCGI_ERR_NO_BACKEND')
-          throw lastError;
+        if (lastError !== null && (err as ScgiError).code === 'SCGI_ERR_NO_BACKEND') {
+          // Every backend failed as a restarting one does: wait, then a new round on the same
+          // backends. A round in which nothing was usable ends it (backends marked down stay out
+          // for failTimeout, longer than a wait is worth).
+          if (tried.size === 0 || !this.#mayWait(lastError, resendable, deadline, attempt))
+            throw lastError;
+          await retryPause(this.options.retryDelay, deadline, watch, lastError);
+          tried.clear();
+          attempt--; // no exchange was made this time round
+          continue;
+        }
         throw err;
       }
       tried.add(backend);
@@ -440,6 +489,7 @@ export class ScgiProxy {
         onDone: (outcome) => {
           this.#inFlight.delete(exchange);
           pool.release(backend, outcome, trial);
+          if (this.#drains.size > 0) for (const check of [...this.#drains]) check();
           if (outcome.ok && channels.end.hasSubscribers) {
             channels.end.publish({
               id,
@@ -493,13 +543,26 @@ export class ScgiProxy {
         if (
           !mayRetry ||
           watch.reason !== null ||
-          attempt >= o.maxTries ||
+          (o.maxTries > 0 && attempt >= o.maxTries) ||
           Date.now() >= deadline ||
           this.#closing
         )
           throw e;
       }
     }
+  }
+
+  /** A failed request may wait `retryDelay` and go to the same backends again. */
+  #mayWait(err: ScgiError, resendable: boolean, deadline: number, attempt: number): boolean {
+    const o = this.options;
+    return (
+      o.retryDelay > 0 &&
+      o.retryTimeout > 0 &&
+      (o.maxTries === 0 || attempt <= o.maxTries) &&
+      Date.now() < deadline &&
+      !this.#closing &&
+      mayRetryLater(err, resendable, false)
+    );
   }
 
   #notifyIdle(): void {
@@ -551,6 +614,38 @@ function bodyLength(body: ExchangeBody): number {
     case 'spooled':
       return body.spool.length;
   }
+}
+
+/**
+ * The wait before a new round on the same backends: a random time in [0, `max`] ms (full
+ * jitter: requests that failed together do not come back together), cut at the deadline, and
+ * over at once, with its timer cleared, when the client goes away. Rejects with `lastError`
+ * when the deadline leaves no room for another try.
+ */
+function retryPause(
+  max: number,
+  deadline: number,
+  watch: ClientWatch,
+  lastError: ScgiError,
+): Promise<void> {
+  const left = deadline - Date.now();
+  if (left <= 0) return Promise.reject(lastError);
+  const signal = watch.signal();
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(
+      () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      Math.min(left, Math.floor(Math.random() * (max + 1))),
+    );
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /**

@@ -67,7 +67,11 @@ export interface NameStats {
 }
 
 export class Backend {
-  readonly address: UpstreamAddress;
+  /**
+   * Where new connections go. A rolling reload of spawned workers (upstream/spawn.ts) points it
+   * at the new worker's socket; exchanges already started keep the address they began with.
+   */
+  address: UpstreamAddress;
   /** The wire protocol this backend speaks (engine/protocol.ts). */
   readonly protocol: WireProtocol;
   readonly weight: number;

@@ -5,6 +5,11 @@
  * loop when a worker crashes at start), sizes the pool between `minInstances` and `maxInstances`
  * by load, and stops them all on close. No worker outlives the Node process on any exit path
  * Node can observe: close, SIGINT, SIGTERM, an uncaught exception.
+ *
+ * `reload()` replaces the workers one at a time without dropping a request, as uWSGI's chain
+ * reload and PHP-FPM's graceful reload do: the new worker starts on a new socket and accepts
+ * before the slot's backend points at it; the old one gets no new request, finishes what it has
+ * (bounded by the proxy's `closeGrace`), then gets SIGTERM (SIGKILL after `killTimeout`).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +20,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { checkKnownKeys, intOption } from '../engine/option-checks.js';
 import { InvalidOptionError, type ScgiError, SpawnError } from '../errors.js';
+import { parseAddress, type UpstreamAddress } from './address.js';
 import { addExitCleanup } from './exit-hooks.js';
 import type { Backend, UpstreamPool } from './pool.js';
 
@@ -61,6 +67,13 @@ export interface SpawnOptions {
   maxRestartDelay?: number;
   /** Failed starts in a row after which a worker is reported and no longer restarted. @default 5 */
   maxStartFailures?: number;
+  /**
+   * A signal of the Node process that reloads the workers one by one (`proxy.reload()`), e.g.
+   * `'SIGHUP'` as nginx, uWSGI and PHP-FPM take it. Opt-in: listening to it means the signal no
+   * longer ends the process.
+   * @default false
+   */
+  reloadSignal?: 'SIGHUP' | 'SIGUSR2' | false;
 }
 
 export interface ResolvedSpawnOptions {
@@ -77,6 +90,7 @@ export interface ResolvedSpawnOptions {
   readonly restartDelay: number;
   readonly maxRestartDelay: number;
   readonly maxStartFailures: number;
+  readonly reloadSignal: 'SIGHUP' | 'SIGUSR2' | null;
   /** The private directory holding the worker sockets. */
   readonly dir: string;
   readonly sockets: readonly string[];
@@ -101,6 +115,7 @@ const SPAWN_KEYS = new Set([
   'restartDelay',
   'maxRestartDelay',
   'maxStartFailures',
+  'reloadSignal',
 ]);
 
 export function resolveSpawnOptions(o: SpawnOptions): ResolvedSpawnOptions {
@@ -124,6 +139,10 @@ export function resolveSpawnOptions(o: SpawnOptions): ResolvedSpawnOptions {
   }
   if (o.cwd !== undefined && typeof o.cwd !== 'string')
     throw new InvalidOptionError('spawn.cwd', 'must be a string');
+  const reloadSignal = o.reloadSignal ?? false;
+  if (reloadSignal !== false && reloadSignal !== 'SIGHUP' && reloadSignal !== 'SIGUSR2') {
+    throw new InvalidOptionError('spawn.reloadSignal', "must be false, 'SIGHUP' or 'SIGUSR2'");
+  }
   const instances = int('instances', o.instances, 2, 1);
   const minInstances = int('minInstances', o.minInstances, instances, 1);
   const maxInstances = int('maxInstances', o.maxInstances, Math.max(instances, minInstances), 1);
@@ -146,6 +165,7 @@ export function resolveSpawnOptions(o: SpawnOptions): ResolvedSpawnOptions {
     restartDelay: int('restartDelay', o.restartDelay, 100, 1),
     maxRestartDelay: int('maxRestartDelay', o.maxRestartDelay, 10_000, 1),
     maxStartFailures: int('maxStartFailures', o.maxStartFailures, 5, 1),
+    reloadSignal: reloadSignal === false ? null : reloadSignal,
     dir,
     sockets: Object.freeze(
       Array.from({ length: maxInstances }, (_, i) => join(dir, `worker-${i}.sock`)),
@@ -170,7 +190,8 @@ const STABLE_MS = 5000;
 
 interface Slot {
   readonly index: number;
-  readonly socket: string;
+  /** The socket of the current worker (a new one per reload). */
+  socket: string;
   readonly backend: Backend;
   child: ChildProcess | null;
   ready: boolean;
@@ -182,19 +203,37 @@ interface Slot {
   stderrTail: string[];
 }
 
+/**
+ * Resolves once no request in flight uses `address` any more, or after `closeGrace` ms (the
+ * proxy knows its exchanges; engine/proxy.ts).
+ */
+export type DrainAddress = (address: UpstreamAddress) => Promise<void>;
+
 /** Starts, watches and stops the workers behind a pool. */
 export class WorkerSupervisor {
   readonly #o: ResolvedSpawnOptions;
   readonly #pool: UpstreamPool;
   readonly #log: ScgiLogger | null;
   readonly #slots: Slot[];
+  readonly #drain: DrainAddress;
   #stopping = false;
   #sizer: NodeJS.Timeout | null = null;
+  /** Workers started by a reload and not yet swapped in, or swapped out and draining. */
+  readonly #outside = new Set<ChildProcess>();
+  #generation = 0;
+  #reloading: Promise<void> = Promise.resolve();
+  #onSignal: (() => void) | null = null;
 
-  constructor(o: ResolvedSpawnOptions, pool: UpstreamPool, logger: ScgiLogger | null) {
+  constructor(
+    o: ResolvedSpawnOptions,
+    pool: UpstreamPool,
+    logger: ScgiLogger | null,
+    drain: DrainAddress = async () => {},
+  ) {
     this.#o = o;
     this.#pool = pool;
     this.#log = logger;
+    this.#drain = drain;
     this.#slots = pool.backends.map((backend, index) => ({
       index,
       socket: o.sockets[index]!,
@@ -232,6 +271,70 @@ export class WorkerSupervisor {
       this.#sizer = setInterval(() => this.#resize(), 250);
       this.#sizer.unref();
     }
+    const sig = this.#o.reloadSignal;
+    if (sig !== null && !this.#stopping) {
+      // Another listener of the signal: upstream/exit-hooks.ts then leaves the signal to the app
+      // (it no longer ends the process), which is what opting in means.
+      this.#onSignal = () => {
+        this.reload().catch((err: ScgiError) =>
+          this.#log?.error({ err: err.message }, 'scgi worker reload failed'),
+        );
+      };
+      process.on(sig, this.#onSignal);
+    }
+  }
+
+  /**
+   * Replaces every running worker, one slot at a time (see the file comment). Resolves when all
+   * are replaced; rejects with the SpawnError of a new worker that did not come up (that slot
+   * and the ones after it keep their old workers). A reload asked for during another runs after it.
+   */
+  reload(): Promise<void> {
+    const run = this.#reloading.then(() => this.#reloadAll());
+    this.#reloading = run.catch(() => {});
+    return run;
+  }
+
+  async #reloadAll(): Promise<void> {
+    for (const slot of this.#slots) {
+      // A slot (re)starting or stopped gets the new program when it next starts anyway.
+      if (this.#stopping || !slot.wanted || !slot.ready || slot.child === null) continue;
+      const old = slot.child;
+      const oldSocket = slot.socket;
+      const oldAddress = slot.backend.address;
+      const socket = join(this.#o.dir, `worker-${slot.index}-${++this.#generation}.sock`);
+      let child: ChildProcess;
+      try {
+        child = await this.#spawn(slot, socket, false);
+      } catch (err) {
+        rmSync(socket, { force: true });
+        throw err;
+      }
+      if (this.#stopping || slot.child !== old) {
+        // Stopped meanwhile, or the old worker died and the slot restarted on its own.
+        this.#outside.delete(child);
+        await this.#kill(child);
+        rmSync(socket, { force: true });
+        continue;
+      }
+      // The swap: new requests go to the new worker from here on.
+      slot.child = child;
+      slot.socket = socket;
+      slot.backend.address = parseAddress(`${this.#o.protocol}://unix:${socket}`);
+      slot.readyAt = Date.now();
+      slot.startFailures = 0;
+      this.#outside.delete(child);
+      this.#outside.add(old);
+      this.#pool.setHealthy(slot.backend, true);
+      this.#log?.info(
+        { worker: slot.index, workerPid: child.pid, oldPid: old.pid },
+        'scgi worker replaced; draining the old one',
+      );
+      await this.#drain(oldAddress);
+      await this.#kill(old);
+      this.#outside.delete(old);
+      rmSync(oldSocket, { force: true });
+    }
   }
 
   /** Worker pids, by slot (null where no worker runs). */
@@ -239,18 +342,29 @@ export class WorkerSupervisor {
     return this.#slots.map((s) => s.child?.pid ?? null);
   }
 
-  #launch(slot: Slot): Promise<void> {
+  async #launch(slot: Slot): Promise<void> {
     slot.wanted = true;
-    rmSync(slot.socket, { force: true });
+    await this.#spawn(slot, slot.socket, true);
+  }
+
+  /**
+   * Starts a worker for `slot` on `socket`; resolves with it once it accepts connections.
+   * `adopt`: it is the slot's worker from the start (a start or restart), marked ready and
+   * healthy when it accepts; otherwise (a reload) the caller swaps it in.
+   */
+  #spawn(slot: Slot, socket: string, adopt: boolean): Promise<ChildProcess> {
+    rmSync(socket, { force: true });
     const o = this.#o;
-    const args = o.args.map((a) => a.replaceAll('{socket}', slot.socket));
+    const args = o.args.map((a) => a.replaceAll('{socket}', socket));
     const child = spawn(o.command, args, {
       cwd: o.cwd,
-      env: { ...process.env, ...o.env, SCGI_SOCKET: slot.socket },
+      env: { ...process.env, ...o.env, SCGI_SOCKET: socket },
       stdio: ['ignore', this.#log === null ? 'inherit' : 'pipe', 'pipe'],
     });
-    slot.child = child;
-    slot.ready = false;
+    if (adopt) {
+      slot.child = child;
+      slot.ready = false;
+    } else this.#outside.add(child);
     slot.stderrTail = [];
     liveChildren.add(child);
     const tag = { worker: slot.index, workerPid: child.pid };
@@ -266,7 +380,7 @@ export class WorkerSupervisor {
       else process.stderr.write(`[scgi worker ${slot.index}] ${line}\n`);
     });
 
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<ChildProcess>((resolve, reject) => {
       let settled = false;
       let up = false;
       const started = Date.now();
@@ -287,11 +401,14 @@ export class WorkerSupervisor {
       child.once('error', (err) => fail(err.message));
       child.once('exit', (code, signal) => {
         liveChildren.delete(child);
-        if (slot.child === child) slot.child = null;
+        this.#outside.delete(child);
+        const current = slot.child === child;
+        if (current) slot.child = null;
         if (!settled) fail(`exited before accepting connections (code ${code}, signal ${signal})`);
         // A launch that failed (e.g. killed at readyTimeout) is retried by whoever awaited it;
-        // restarting it here too would start a second worker for the slot.
-        else if (up) this.#onExit(slot, code, signal);
+        // restarting it here too would start a second worker for the slot. A worker replaced by
+        // a reload is no longer the slot's: its exit is expected.
+        else if (up && current) this.#onExit(slot, code, signal);
       });
       const poll = () => {
         if (settled) return;
@@ -300,18 +417,20 @@ export class WorkerSupervisor {
           fail(`did not accept connections on its socket within ${o.readyTimeout} ms`);
           return;
         }
-        const s = connect(slot.socket);
+        const s = connect(socket);
         s.once('connect', () => {
           s.destroy();
           if (settled) return;
           settled = true;
           up = true;
-          slot.ready = true;
-          slot.readyAt = Date.now();
-          slot.lastBusy = slot.readyAt;
-          this.#pool.setHealthy(slot.backend, true);
+          if (adopt) {
+            slot.ready = true;
+            slot.readyAt = Date.now();
+            slot.lastBusy = slot.readyAt;
+            this.#pool.setHealthy(slot.backend, true);
+          }
           this.#log?.info({ ...tag }, 'scgi worker ready');
-          resolve();
+          resolve(child);
         });
         s.once('error', () => {
           s.destroy();
@@ -413,7 +532,10 @@ export class WorkerSupervisor {
     this.#stopping = true;
     if (this.#sizer !== null) clearInterval(this.#sizer);
     this.#sizer = null;
-    const kills: Promise<void>[] = [];
+    if (this.#onSignal !== null && this.#o.reloadSignal !== null)
+      process.removeListener(this.#o.reloadSignal, this.#onSignal);
+    this.#onSignal = null;
+    const kills: Promise<void>[] = [...this.#outside].map((c) => this.#kill(c));
     for (const s of this.#slots) {
       s.wanted = false;
       if (s.restartTimer !== null) clearTimeout(s.restartTimer);
