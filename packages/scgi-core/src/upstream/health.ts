@@ -6,10 +6,11 @@
  * stop with the proxy.
  */
 
+import { resolveCgiEnvOptions } from '../cgi/env.js';
 import { CgiResponseParser } from '../cgi/response-parser.js';
 import { checkKnownKeys, intOption } from '../engine/option-checks.js';
 import { InvalidOptionError } from '../errors.js';
-import type { EnvPair } from '../types.js';
+import type { EnvInput, EnvPair } from '../types.js';
 import type { Connector } from './connect.js';
 import type { Backend, UpstreamPool } from './pool.js';
 
@@ -20,6 +21,12 @@ export interface HealthCheckOptions {
   timeout?: number;
   /** Request this path (as PATH_INFO and REQUEST_URI) in the backend's protocol; without it a check only connects. */
   path?: string;
+  /**
+   * Variables added to the check's request (replacing ones of the same name), like `params`.
+   * PHP-FPM answers 404 "Primary script unknown" without SCRIPT_FILENAME.
+   * @default the proxy's `params` when they are static (an object or pairs), else none
+   */
+  params?: EnvInput;
   /** Statuses that count as healthy. @default 200-399 */
   expectStatus?: number | readonly number[] | ((status: number) => boolean);
   /** Failed checks in a row that mark a backend down. @default 1 */
@@ -32,6 +39,8 @@ export interface ResolvedHealthCheck {
   readonly interval: number;
   readonly timeout: number;
   readonly path: string | null;
+  /** `params` checked and frozen; null: the proxy's static params, if any. */
+  readonly params: readonly EnvPair[] | null;
   readonly expect: (status: number) => boolean;
   readonly fails: number;
   readonly passes: number;
@@ -39,7 +48,29 @@ export interface ResolvedHealthCheck {
 
 const positive = (name: string, v: unknown, d: number) => intOption(`healthCheck.${name}`, v, d, 1);
 
-const HEALTH_KEYS = new Set(['interval', 'timeout', 'path', 'expectStatus', 'fails', 'passes']);
+const HEALTH_KEYS = new Set([
+  'interval',
+  'timeout',
+  'path',
+  'params',
+  'expectStatus',
+  'fails',
+  'passes',
+]);
+
+/** healthCheck.params, checked by the same rules as the proxy's `params`. */
+function resolveCheckParams(input: EnvInput | undefined): readonly EnvPair[] | null {
+  if (input === undefined) return null;
+  if (typeof input === 'function') {
+    // A params function needs a client request; a check has none.
+    throw new InvalidOptionError('healthCheck.params', 'must be an object or [name, value] pairs');
+  }
+  try {
+    return resolveCgiEnvOptions({ params: input }).params as readonly EnvPair[];
+  } catch (cause) {
+    throw new InvalidOptionError('healthCheck.params', (cause as Error).message, { cause });
+  }
+}
 
 export function resolveHealthCheck(
   o: HealthCheckOptions | undefined | false,
@@ -69,6 +100,7 @@ export function resolveHealthCheck(
     interval: positive('interval', o.interval, 5000),
     timeout: positive('timeout', o.timeout, 2000),
     path: o.path ?? null,
+    params: resolveCheckParams(o.params),
     expect,
     fails: positive('fails', o.fails, 1),
     passes: positive('passes', o.passes, 1),
@@ -84,6 +116,7 @@ export function checkBackend(
   check: ResolvedHealthCheck,
   connector: Connector,
   signal?: AbortSignal,
+  params: readonly EnvPair[] | null = check.params,
 ): Promise<boolean> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve(false);
@@ -136,24 +169,27 @@ export function checkBackend(
       });
       socket.write(
         protocol.encodeRequestHead(
-          [
-            ['CONTENT_LENGTH', '0'],
-            ...(protocol.name === 'scgi' ? [['SCGI', '1'] as EnvPair] : []),
-            ['REQUEST_METHOD', 'GET'],
-            ['REQUEST_URI', check.path],
-            ['QUERY_STRING', ''],
-            ['SCRIPT_NAME', ''],
-            ['PATH_INFO', check.path],
-            ['SERVER_PROTOCOL', 'HTTP/1.1'],
-            ['REQUEST_SCHEME', 'http'],
-            ['SERVER_NAME', 'localhost'],
-            ['SERVER_PORT', '80'],
-            ['REMOTE_ADDR', '127.0.0.1'],
-            ['SERVER_SOFTWARE', 'scgi-core'],
-            ['GATEWAY_INTERFACE', 'CGI/1.1'],
-            ['HTTP_HOST', 'localhost'],
-            ['HTTP_USER_AGENT', 'scgi-core-health-check'],
-          ],
+          withParams(
+            [
+              ['CONTENT_LENGTH', '0'],
+              ...(protocol.name === 'scgi' ? [['SCGI', '1'] as EnvPair] : []),
+              ['REQUEST_METHOD', 'GET'],
+              ['REQUEST_URI', check.path],
+              ['QUERY_STRING', ''],
+              ['SCRIPT_NAME', ''],
+              ['PATH_INFO', check.path],
+              ['SERVER_PROTOCOL', 'HTTP/1.1'],
+              ['REQUEST_SCHEME', 'http'],
+              ['SERVER_NAME', 'localhost'],
+              ['SERVER_PORT', '80'],
+              ['REMOTE_ADDR', '127.0.0.1'],
+              ['SERVER_SOFTWARE', 'scgi-core'],
+              ['GATEWAY_INTERFACE', 'CGI/1.1'],
+              ['HTTP_HOST', 'localhost'],
+              ['HTTP_USER_AGENT', 'scgi-core-health-check'],
+            ],
+            params,
+          ),
           0,
           false,
         ),
@@ -162,19 +198,39 @@ export function checkBackend(
   });
 }
 
-/** Runs checks for every backend of a pool until stopped. */
+/** `env` with `params` applied: a name already there is replaced in place, a new one appended. */
+function withParams(env: EnvPair[], params: readonly EnvPair[] | null): EnvPair[] {
+  if (params === null) return env;
+  for (const pair of params) {
+    const at = env.findIndex(([name]) => name === pair[0]);
+    if (at === -1) env.push(pair);
+    else env[at] = pair;
+  }
+  return env;
+}
+
+/**
+ * Runs checks for every backend of a pool until stopped. `params`: the proxy's static params,
+ * sent when the check has none of its own (PHP-FPM needs SCRIPT_FILENAME to run anything).
+ */
 export class HealthChecker {
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #abort = new AbortController();
   #stopped = false;
 
-  constructor(pool: UpstreamPool, check: ResolvedHealthCheck, connector: Connector) {
+  constructor(
+    pool: UpstreamPool,
+    check: ResolvedHealthCheck,
+    connector: Connector,
+    params: readonly EnvPair[] | null = null,
+  ) {
+    const sent = check.params ?? params;
     for (const backend of pool.backends) {
       let goodRun = 0;
       let badRun = 0;
       const run = () => {
         if (this.#stopped) return;
-        checkBackend(backend, check, connector, this.#abort.signal).then((ok) => {
+        checkBackend(backend, check, connector, this.#abort.signal, sent).then((ok) => {
           if (this.#stopped) return;
           if (ok) {
             goodRun++;
