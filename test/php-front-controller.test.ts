@@ -5,10 +5,13 @@
  * when the path names it (`/app/uploads/evil.php/x`, the nginx `cgi.fix_pathinfo` trap). Health
  * checks carry the params PHP-FPM needs (SCRIPT_FILENAME).
  */
-import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { phpFrontController } from 'scgi-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { canConnect, getFreePort } from './helpers/backends.js';
 import { has } from './helpers/binaries.js';
 import { eventually } from './helpers/corpus.js';
 import { rawRequest } from './helpers/http.js';
@@ -31,6 +34,16 @@ echo json_encode($out);
 const EVIL_PHP = `<?php echo json_encode(['script' => 'evil.php']);`;
 
 const KINDS: ProxyFrontKind[] = ['fastify', 'express'];
+const repo = fileURLToPath(new URL('..', import.meta.url));
+
+/** The README's PHP-FPM quick start, as a user would paste it. */
+function readmePhpExample(): string {
+  const readme = readFileSync(join(repo, 'README.md'), 'utf8');
+  const blocks = [...readme.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  const block = blocks.find((b) => b.includes('phpFrontController('));
+  if (block === undefined) throw new Error('README.md has no PHP-FPM quick start');
+  return block;
+}
 
 function get(front: ProxyFront, target: string) {
   return rawRequest(
@@ -111,6 +124,42 @@ describe.skipIf(!has('php-fpm'))('PHP front controller on PHP-FPM', () => {
         expect(json.SCRIPT_FILENAME, target).toBe(join(root, 'index.php'));
       }
     });
+  });
+
+  it("the README's PHP-FPM quick start runs as written (socket, root and port swapped)", async () => {
+    const port = await getFreePort();
+    const code = readmePhpExample()
+      .replaceAll('unix:/run/php/php-fpm.sock', `unix:${fpm.address.replace(/^unix:/, '')}`)
+      .replaceAll('/srv/myapp/public', root)
+      .replace(/\b3000\b/, String(port))
+      .replace('logger: true', 'logger: false');
+    // --input-type=module resolves the example's imports from cwd, the repo root.
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+      cwd: repo,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!(await canConnect(`127.0.0.1:${port}`))) {
+        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`not up: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const res = await fetch(`http://127.0.0.1:${port}/app/uploads/evil.php/x?a=1`);
+      expect(await res.json()).toMatchObject({
+        script: 'index.php',
+        SCRIPT_NAME: '/app/index.php',
+        PATH_INFO: '/uploads/evil.php/x',
+        REQUEST_URI: '/app/uploads/evil.php/x?a=1',
+      });
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
   });
 
   it('refuses a relative root and a script with dot segments', () => {
