@@ -6,7 +6,11 @@
 // Fastify and the workers and removes the sockets. Without python3 it says so and spawns the same
 // routes as Node SCGI workers (examples/node-app.mjs) instead.
 //
+// PROTOCOL=fastcgi runs the same app over FastCGI (examples/python/fastcgi_server.py, or the
+// Node workers under createFastcgiServer), with kept connections.
+//
 //   PORT=3000 HOST=127.0.0.1 npm start       (HEADERS_TIMEOUT=ms bounds slow request heads)
+//   PROTOCOL=fastcgi npm start
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
@@ -16,6 +20,11 @@ const PORT = Number(process.env.PORT ?? 3000);
 const HOST = process.env.HOST ?? '127.0.0.1';
 const PYTHON = process.env.PYTHON ?? 'python3';
 const pythonDir = fileURLToPath(new URL('./python/', import.meta.url));
+const PROTOCOL = process.env.PROTOCOL ?? 'scgi';
+if (PROTOCOL !== 'scgi' && PROTOCOL !== 'fastcgi') {
+  console.error(`PROTOCOL must be scgi or fastcgi, got ${PROTOCOL}`);
+  process.exit(2);
+}
 
 function havePython() {
   return spawnSync(PYTHON, ['--version'], { stdio: 'ignore' }).status === 0;
@@ -24,20 +33,27 @@ function havePython() {
 let spawnOptions;
 if (havePython()) {
   spawnOptions = {
+    protocol: PROTOCOL,
     command: PYTHON,
-    args: ['scgi_server.py', '--socket', 'unix:{socket}', '--app', 'app:application'],
+    args: [
+      PROTOCOL === 'fastcgi' ? 'fastcgi_server.py' : 'scgi_server.py',
+      ...['--socket', 'unix:{socket}', '--app', 'app:application'],
+    ],
     cwd: pythonDir,
     instances: 2,
   };
-  console.log('backend: Python WSGI app (examples/python/app.py), 2 workers');
+  console.log(`backend: Python WSGI app (examples/python/app.py) over ${PROTOCOL}, 2 workers`);
 } else {
   console.log(
     'python3 not found: install it (Debian: apt-get install python3) to run the Python backend.',
   );
-  console.log('Spawning the same routes as Node SCGI workers (examples/node-app.mjs) instead.');
+  console.log(
+    `Spawning the same routes as Node ${PROTOCOL} workers (examples/node-app.mjs) instead.`,
+  );
   spawnOptions = {
+    protocol: PROTOCOL,
     command: process.execPath,
-    args: [fileURLToPath(new URL('./node-app.mjs', import.meta.url)), 'unix:{socket}'],
+    args: [fileURLToPath(new URL('./node-app.mjs', import.meta.url)), 'unix:{socket}', PROTOCOL],
     instances: 2,
   };
 }
@@ -57,7 +73,9 @@ await app.register(fastifyScgi, { prefix: '/app', spawn: spawnOptions, closeGrac
 app.get('/', async (_req, reply) =>
   reply
     .type('text/html')
-    .send('<p>fastify-scgi demo: the SCGI app is mounted at <a href="/app/">/app/</a></p>'),
+    .send(
+      `<p>fastify-scgi demo: the ${PROTOCOL === 'fastcgi' ? 'FastCGI' : 'SCGI'} app is mounted at <a href="/app/">/app/</a></p>`,
+    ),
 );
 
 let stopping = false;

@@ -5,7 +5,7 @@
 //   node examples/node-app.mjs unix:/tmp/app.sock     (or 127.0.0.1:9000)
 import { createHash } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
-import { createScgiServer } from 'scgi-core';
+import { createFastcgiServer, createScgiServer } from 'scgi-core';
 
 /** Deterministic bytes: the pattern 0..255 repeated, from `offset`. */
 function patternBytes(offset, length) {
@@ -131,9 +131,12 @@ export function handler(req, res) {
   }
 }
 
-/** Starts the app on `address` (unix:/path, /path, host:port); resolves with the net.Server. */
-export function startNodeApp(address) {
-  const server = createScgiServer(handler);
+/**
+ * Starts the app on `address` (unix:/path, /path, host:port) speaking `protocol` ('scgi' or
+ * 'fastcgi'); resolves with the net.Server.
+ */
+export function startNodeApp(address, protocol = 'scgi') {
+  const server = protocol === 'fastcgi' ? createFastcgiServer(handler) : createScgiServer(handler);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     const done = () => {
@@ -158,9 +161,11 @@ export function startNodeApp(address) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  // node node-app.mjs [address] [scgi|fastcgi]
   const address = process.argv[2] ?? '127.0.0.1:9000';
-  const server = await startNodeApp(address);
-  console.log(`listening on ${address}`);
+  const protocol = process.argv[3] === 'fastcgi' ? 'fastcgi' : 'scgi';
+  const server = await startNodeApp(address, protocol);
+  console.log(`listening on ${address} (${protocol})`);
   const stop = () => server.close(() => process.exit(0));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

@@ -340,6 +340,7 @@ describe('examples/demo.mjs', () => {
   const havePython = spawnSync('python3', ['--version'], { stdio: 'ignore' }).status === 0;
 
   async function checkDemo(env: Record<string, string>, expectPython: boolean) {
+    const fastcgi = env.PROTOCOL === 'fastcgi';
     const run = await start('demo.mjs', env);
     // The workers' private socket directory, made by fastify-scgi's `spawn`.
     expect(run.tmp).toMatch(/scgi-workers-/);
@@ -347,7 +348,16 @@ describe('examples/demo.mjs', () => {
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:[1-9]\d*\/app\/$/);
 
     // Two supervised workers, each told its own socket in that directory.
-    const backends = pidsWith(expectPython ? 'scgi_server.py' : 'node-app.mjs', `${run.tmp}/`);
+    const script = expectPython
+      ? fastcgi
+        ? 'fastcgi_server.py'
+        : 'scgi_server.py'
+      : 'node-app.mjs';
+    const backends = pidsWith(
+      script,
+      `${run.tmp}/`,
+      ...(fastcgi && !expectPython ? [' fastcgi'] : []),
+    );
     expect(backends).toHaveLength(2);
     for (const pid of backends) strays.add(pid);
 
@@ -355,7 +365,13 @@ describe('examples/demo.mjs', () => {
     expect(env200.status).toBe(200);
     expect(env200.body).toMatchObject({ SCRIPT_NAME: '/app', PATH_INFO: '/env' });
     const home = await fetch(new URL(url!).origin);
-    expect(await home.text()).toContain('href="/app/"');
+    const text = await home.text();
+    expect(text).toContain('href="/app/"');
+    expect(text).toContain(fastcgi ? 'the FastCGI app' : 'the SCGI app');
+    if (fastcgi) {
+      // FastCGI keeps the connection (FCGI_KEEP_CONN): the next request reuses the worker's.
+      expect((await getJson(`${url}env`)).status).toBe(200);
+    }
 
     await stop(run);
     for (const pid of backends) {
@@ -370,6 +386,13 @@ describe('examples/demo.mjs', () => {
 
   it('falls back to Node SCGI workers without python3', () =>
     checkDemo({ PYTHON: join(root, 'no-such-python3') }, false));
+
+  it.runIf(havePython)('PROTOCOL=fastcgi spawns 2 Python FastCGI workers (fastcgi_server.py)', () =>
+    checkDemo({ PROTOCOL: 'fastcgi' }, true),
+  );
+
+  it('PROTOCOL=fastcgi without python3 falls back to Node FastCGI workers', () =>
+    checkDemo({ PROTOCOL: 'fastcgi', PYTHON: join(root, 'no-such-python3') }, false));
 
   it('cuts a client that trickles its request head within HEADERS_TIMEOUT and a check interval', async () => {
     const run = await start('demo.mjs', {

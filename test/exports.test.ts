@@ -24,6 +24,7 @@ describe('package exports', () => {
       [
         'ScgiProxy',
         'buildCgiEnv',
+        'phpFrontController',
         'encodeScgiHead',
         'decodeScgiHead',
         'CgiResponseParser',

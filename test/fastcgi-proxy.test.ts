@@ -68,6 +68,23 @@ describe.each(KINDS)('FastCGI protocol faults through %s', (kind) => {
     expect(errorCode(res)).toBe(code);
   });
 
+  it('END_REQUEST before the Content-Length, in the read that brought the head: a clean 502 SCGI_ERR_UPSTREAM_BODY, no uncaught stream error', async () => {
+    // The body stream failed before the adapter could listen to it: its 'error' used to be
+    // emitted with no listener (an uncaught exception) and the client waited forever.
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    process.on('uncaughtException', onUncaught);
+    try {
+      const res = await get(front, '/short-end');
+      expect(res.statusCode).toBe(502);
+      expect(errorCode(res)).toBe('SCGI_ERR_UPSTREAM_BODY');
+      expect(res.closedEarly).toBe(false);
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+  });
+
   it('a close before END_REQUEST after the head cuts the client connection', async () => {
     const res = await get(front, '/close-after-head');
     expect(res.statusCode).toBe(200);

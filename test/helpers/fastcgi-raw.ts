@@ -77,6 +77,17 @@ function answer(socket: net.Socket, req: SeenRequest): boolean {
       socket.write(stdout('Status: 200 OK\r\nContent-Length: 100\r\n\r\nshort'));
       setTimeout(() => socket.destroy(), 50);
       return false;
+    case '/short-end':
+      // A streamed body (over maxBufferedBody) cut short by END_REQUEST, head, body and end in
+      // one write: the proxy learns the body is short in the read that brought the head.
+      socket.write(
+        Buffer.concat([
+          stdout('Status: 200 OK\r\nContent-Length: 200000\r\n\r\n'),
+          stdout(Buffer.alloc(5000, 0x62)),
+          end(),
+        ]),
+      );
+      return true;
     case '/overloaded':
       socket.write(end(FastcgiProtocolStatus.OVERLOADED));
       return true;

@@ -5,6 +5,7 @@
 
 // The CGI layer: environment, request paths, response parsing, hop-by-hop rules.
 export * from './cgi/env.js';
+export * from './cgi/front-controller.js';
 export * from './cgi/hop-by-hop.js';
 export * from './cgi/request-path.js';
 export * from './cgi/response-parser.js';

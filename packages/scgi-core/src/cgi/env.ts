@@ -48,10 +48,12 @@ export interface CgiEnvOptions {
    * CONTENT_LENGTH and SCGI may not be set: flup and friends read exactly CONTENT_LENGTH body
    * bytes, so a wrong value desynchronises the stream. Static params are checked here; a
    * function's result is checked per request and a bad one throws `SCGI_ERR_INVALID_OPTION`
-   * (a 500: it is a configuration bug, never silently ignored).
+   * (a 500: it is a configuration bug, never silently ignored). A function also gets the
+   * request's mount (`context.scriptName`: the option's, or Express's `req.baseUrl`), so a PHP
+   * front controller can send SCRIPT_NAME = mount + script (see `phpFrontController`).
    * @default undefined
    */
-  params?: EnvInput | ((req: CgiRequest) => EnvInput);
+  params?: EnvInput | ParamsFunction;
   /**
    * Trusted proxies (see {@link TrustProxy}). Only when the socket peer is trusted do
    * REMOTE_ADDR come from X-Forwarded-For and REQUEST_SCHEME / HTTPS from X-Forwarded-Proto;
@@ -80,11 +82,20 @@ export interface CgiEnvOptions {
   serverSoftware?: string;
 }
 
+/** What a `params` function knows of the request besides the request itself. */
+export interface ParamsContext {
+  /** The mount prefix of this request, as sent in SCRIPT_NAME ("" at the root). */
+  readonly scriptName: string;
+}
+
+/** A `params` function: the variables of one request. */
+export type ParamsFunction = (req: CgiRequest, context: ParamsContext) => EnvInput;
+
 /** Resolved, frozen options; build them once with {@link resolveCgiEnvOptions}. */
 export interface ResolvedCgiEnvOptions {
   readonly scriptName: string;
   /** Static params (validated, frozen), a params function, or null. */
-  readonly params: readonly EnvPair[] | ((req: CgiRequest) => EnvInput) | null;
+  readonly params: readonly EnvPair[] | ParamsFunction | null;
   /** The compiled trust function, or null when no proxy is trusted. */
   readonly trustProxy: TrustFunction | null;
   readonly serverName: string | null;
@@ -114,6 +125,8 @@ export interface CgiEnvRequestInfo {
 interface Prefix {
   readonly bytes: Buffer;
   readonly value: EnvValue;
+  /** What a params function is told (the prefix as given). */
+  readonly context: ParamsContext;
 }
 /** Prefix of each resolved options object; also tells resolved options from raw ones. */
 const compiled = new WeakMap<ResolvedCgiEnvOptions, Prefix>();
@@ -133,7 +146,11 @@ function compilePrefix(scriptName: unknown, perRequest: boolean): Prefix {
   const name = scriptName as string;
   const bytes = Buffer.from(name, 'utf8');
   // A non-ASCII prefix goes out as the same UTF-8 bytes that DOCUMENT_URI holds.
-  const prefix = { bytes, value: bytes.length === name.length ? name : bytes };
+  const prefix = {
+    bytes,
+    value: bytes.length === name.length ? name : bytes,
+    context: Object.freeze({ scriptName: name }),
+  };
   if (prefixCache.size >= 64) prefixCache.clear();
   prefixCache.set(name, prefix);
   return prefix;
@@ -340,7 +357,10 @@ export function buildCgiEnv(
   for (const pair of h.headers) env.push(pair);
   const { params } = resolved;
   if (params !== null)
-    applyParams(env, typeof params === 'function' ? normalizeParams(params(req)) : params);
+    applyParams(
+      env,
+      typeof params === 'function' ? normalizeParams(params(req, prefix.context)) : params,
+    );
   return env;
 }
 

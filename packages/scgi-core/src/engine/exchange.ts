@@ -767,7 +767,16 @@ export class Exchange implements SocketUser {
     err.upstream = this.#address.label;
     this.#error = err;
     this.#release();
-    this.#body!.destroy(err);
+    const body = this.#body!;
+    if (body.listenerCount('error') > 0) {
+      body.destroy(err);
+      return;
+    }
+    // Nobody listens yet: the head was resolved in this very read and a framed protocol's end
+    // (FastCGI's END_REQUEST before the Content-Length) came with it. destroy() emits 'error' on
+    // the next tick, which runs before the promise reactions that hand the body to the adapter:
+    // an uncaught exception, and a client left waiting. A microtask runs after those reactions.
+    queueMicrotask(() => body.destroy(err));
   }
 
   /** Frees everything the exchange holds: socket, timers, listeners, spool file. */

@@ -160,7 +160,10 @@ export class ScgiProxy {
     const check = o.healthCheck ?? (o.spawn === null ? null : SPAWN_HEALTH_CHECK);
     // The engine's own sockets read into lent buffers; a check reads plain 'data' events.
     const checkConnector = o.connector === lendingConnector ? defaultConnector : o.connector;
-    this.#health = check === null ? null : new HealthChecker(this.pool, check, checkConnector);
+    // Static params go with the check too: PHP-FPM runs nothing without SCRIPT_FILENAME.
+    const params = typeof o.env.params === 'function' ? null : o.env.params;
+    this.#health =
+      check === null ? null : new HealthChecker(this.pool, check, checkConnector, params);
   }
 
   /**

@@ -6,10 +6,11 @@
  * stop with the proxy.
  */
 
+import { resolveCgiEnvOptions } from '../cgi/env.js';
 import { CgiResponseParser } from '../cgi/response-parser.js';
 import { checkKnownKeys, intOption } from '../engine/option-checks.js';
 import { InvalidOptionError } from '../errors.js';
-import type { EnvPair } from '../types.js';
+import type { EnvInput, EnvPair } from '../types.js';
 import type { Connector } from './connect.js';
 import type { Backend, UpstreamPool } from './pool.js';
 
@@ -20,6 +21,12 @@ export interface HealthCheckOptions {
   timeout?: number;
   /** Request this path (as PATH_INFO and REQUEST_URI) in the backend's protocol; without it a check only connects. */
   path?: string;
+  /**
+   * Variables added to the check's request (replacing ones of the same name), like `params`.
+   * PHP-FPM answers 404 "Primary script unknown" without SCRIPT_FILENAME.
+   * @default the proxy's `params` when they are static (an object or pairs), else none
+   */
+  params?: EnvInput;
   /** Statuses that count as healthy. @default 200-399 */
   expectStatus?: number | readonly number[] | ((status: number) => boolean);
   /** Failed checks in a row that mark a backend down. @default 1 */
@@ -32,6 +39,8 @@ export interface ResolvedHealthCheck {
   readonly interval: number;
   readonly timeout: number;
   readonly path: string | null;
+  /** `params` checked and frozen; null: the proxy's static params, if any. */
+  readonly params: readonly EnvPair[] | null;
   readonly expect: (status: number) => boolean;
   readonly fails: number;
   readonly passes: number;
@@ -39,7 +48,29 @@ export interface ResolvedHealthCheck {
 
 const positive = (name: string, v: unknown, d: number) => intOption(`healthCheck.${name}`, v, d, 1);
 
-const HEALTH_KEYS = new Set(['interval', 'timeout', 'path', 'expectStatus', 'fails', 'passes']);
+const HEALTH_KEYS = new Set([
+  'interval',
+  'timeout',
+  'path',
+  'params',
+  'expectStatus',
+  'fails',
+  'passes',
+]);
+
+/** healthCheck.params, checked by the same rules as the proxy's `params`. */
+function resolveCheckParams(input: EnvInput | undefined): readonly EnvPair[] | null {
+  if (input === undefined) return null;
+  if (typeof input === 'function') {
+    // A params function needs a client request; a check has none.
+    throw new InvalidOptionError('healthCheck.params', 'must be an object or [name, value] pairs');
+  }
+  try {
+    return resolveCgiEnvOptions({ params: input }).params as readonly EnvPair[];
+  } catch (cause) {
+    throw new InvalidOptionError('healthCheck.params', (cause as Error).message, { cause });
+  }
+}
 
 export function resolveHealthCheck(
   o: HealthCheckOptions | undefined | false,
@@ -69,6 +100,7 @@ export function resolveHealthCheck(
     interval: positive('interval', o.interval, 5000),
     timeout: positive('timeout', o.timeout, 2000),
     path: o.path ?? null,
+    params: resolveCheckParams(o.params),
     expect,
     fails: positive('fails', o.fails, 1),
     passes: positive('passes', o.passes, 1),
@@ -84,6 +116,7 @@ export function checkBackend(
   check: ResolvedHealthCheck,
   connector: Connector,
   signal?: AbortSignal,
+  params: readonly EnvPair[] | null = check.params,
 ): Promise<boolean> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve(false);
@@ -136,24 +169,27 @@ export function checkBackend(
       });
       socket.write(
         protocol.encodeRequestHead(
-          [
-            ['CONTENT_LENGTH', '0'],
-            ...(protocol.name === 'scgi' ? [['SCGI', '1'] as EnvPair] : []),
-            ['REQUEST_METHOD', 'GET'],
-            ['REQUEST_URI', check.path],
-            ['QUERY_STRING', ''],
-            ['SCRIPT_NAME', ''],
-            ['PATH_INFO', check.path],
-            ['SERVER_PROTOCOL', 'HTTP/1.1'],
-            ['REQUEST_SCHEME', 'http'],
-            ['SERVER_NAME', 'localhost'],
-            ['SERVER_PORT', '80'],
-            ['REMOTE_ADDR', '127.0.0.1'],
-            ['SERVER_SOFTWARE', 'scgi-core'],
-            ['GATEWAY_INTERFACE', 'CGI/1.1'],
-            ['HTTP_HOST', 'localhost'],
-            ['HTTP_USER_AGENT', 'scgi-core-health-check'],
-          ],
+          withParams(
+            [
+              ['CONTENT_LENGTH', '0'],
+              ...(protocol.name === 'scgi' ? [['SCGI', '1'] as EnvPair] : []),
+              ['REQUEST_METHOD', 'GET'],
+              ['REQUEST_URI', check.path],
+              ['QUERY_STRING', ''],
+              ['SCRIPT_NAME', ''],
+              ['PATH_INFO', check.path],
+              ['SERVER_PROTOCOL', 'HTTP/1.1'],
+              ['REQUEST_SCHEME', 'http'],
+              ['SERVER_NAME', 'localhost'],
+              ['SERVER_PORT', '80'],
+              ['REMOTE_ADDR', '127.0.0.1'],
+              ['SERVER_SOFTWARE', 'scgi-core'],
+              ['GATEWAY_INTERFACE', 'CGI/1.1'],
+              ['HTTP_HOST', 'localhost'],
+              ['HTTP_USER_AGENT', 'scgi-core-health-check'],
+            ],
+            params,
+          ),
           0,
           false,
         ),
@@ -162,9 +198,22 @@ export function checkBackend(
   });
 }
 
+/** `env` with `params` applied: a name already there is replaced in place, a new one appended. */
+function withParams(env: EnvPair[], params: readonly EnvPair[] | null): EnvPair[] {
+  if (params === null) return env;
+  for (const pair of params) {
+    const at = env.findIndex(([name]) => name === pair[0]);
+    if (at === -1) env.push(pair);
+    else env[at] = pair;
+  }
+  return env;
+}
+
 /**
  * Runs checks for every member of a pool until stopped; follows membership (a member that
- * joins is checked from then on, one that leaves is no longer checked).
+ * joins is checked from then on, one that leaves is no longer checked). `params`: the proxy's
+ * static params, sent when the check has none of its own (PHP-FPM needs SCRIPT_FILENAME to run
+ * anything).
  */
 export class HealthChecker {
   /** The pending timer of each checked member (null while its check runs). */
@@ -173,12 +222,20 @@ export class HealthChecker {
   readonly #pool: UpstreamPool;
   readonly #check: ResolvedHealthCheck;
   readonly #connector: Connector;
+  /** The variables each check carries on top of its own (`healthCheck.params` or the proxy's). */
+  readonly #sent: readonly EnvPair[] | null;
   #stopped = false;
 
-  constructor(pool: UpstreamPool, check: ResolvedHealthCheck, connector: Connector) {
+  constructor(
+    pool: UpstreamPool,
+    check: ResolvedHealthCheck,
+    connector: Connector,
+    params: readonly EnvPair[] | null = null,
+  ) {
     this.#pool = pool;
     this.#check = check;
     this.#connector = connector;
+    this.#sent = check.params ?? params;
     for (const backend of pool.backends) this.#watch(backend);
     pool.onMembers((added, removed) => {
       if (this.#stopped) return;
@@ -198,7 +255,7 @@ export class HealthChecker {
     const run = () => {
       if (this.#stopped || !this.#watched.has(backend)) return;
       this.#watched.set(backend, null);
-      checkBackend(backend, check, this.#connector, this.#abort.signal).then((ok) => {
+      checkBackend(backend, check, this.#connector, this.#abort.signal, this.#sent).then((ok) => {
         if (this.#stopped || !this.#watched.has(backend)) return;
         if (ok) {
           goodRun++;
