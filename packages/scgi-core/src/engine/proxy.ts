@@ -28,7 +28,7 @@ import type { UpstreamAddress } from '../upstream/address.js';
 import { defaultConnector, lendingConnector } from '../upstream/connect.js';
 import { HealthChecker, resolveHealthCheck } from '../upstream/health.js';
 import { Membership } from '../upstream/membership.js';
-import { Backend, type PoolStats, UpstreamPool } from '../upstream/pool.js';
+import { type AbortHook, Backend, type PoolStats, UpstreamPool } from '../upstream/pool.js';
 import { WorkerSupervisor } from '../upstream/spawn.js';
 import { channels, requestTracing, traceRequest } from './diagnostics.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
@@ -655,7 +655,7 @@ function retryPause(
  * Watches one request for its client going away (or the caller's signal). Cheap when nothing
  * happens: an AbortSignal is made only for the slow paths that need one.
  */
-class ClientWatch {
+class ClientWatch implements AbortHook {
   readonly userSignal: AbortSignal | undefined;
   reason: ScgiError | null = null;
   exchange: Exchange | null = null;
@@ -671,7 +671,30 @@ class ClientWatch {
     if (this.reason !== null) return;
     this.reason = reason;
     this.exchange?.destroy(reason);
+    const hook = this.#hook;
+    this.#hook = null;
+    hook?.(reason);
     this.#controller?.abort(reason);
+  }
+
+  /** The one waiter in the pool's queue to tell (AbortHook): a callback, not an EventTarget. */
+  #hook: ((reason: ScgiError) => void) | null = null;
+
+  onAbort(cb: (reason: ScgiError) => void): () => void {
+    this.#listenToCaller();
+    this.#hook = cb;
+    return () => {
+      if (this.#hook === cb) this.#hook = null;
+    };
+  }
+
+  /** The caller's signal aborts this request too (attached when something waits on it). */
+  #listenToCaller(): void {
+    const user = this.userSignal;
+    if (this.#onUserAbort === null && user !== undefined && !user.aborted) {
+      this.#onUserAbort = () => this.abort(new RequestAbortedError('aborted'));
+      user.addEventListener('abort', this.#onUserAbort, { once: true });
+    }
   }
 
   /** A signal that fires on abort (made on first use). */
@@ -679,11 +702,7 @@ class ClientWatch {
     if (this.#controller === null) {
       this.#controller = new AbortController();
       if (this.reason !== null) this.#controller.abort(this.reason);
-      const user = this.userSignal;
-      if (user !== undefined && !user.aborted) {
-        this.#onUserAbort = () => this.abort(new RequestAbortedError('aborted'));
-        user.addEventListener('abort', this.#onUserAbort, { once: true });
-      }
+      this.#listenToCaller();
     }
     return this.#controller.signal;
   }

@@ -151,8 +151,19 @@ interface Waiter {
   resolve: (b: Backend) => void;
   reject: (err: ScgiError) => void;
   timer: NodeJS.Timeout | null;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | null;
+  /** Stops listening for the request's abort (set while it waits). */
+  cancel: (() => void) | null;
+}
+
+/**
+ * What can end a wait in the queue without an AbortSignal: the engine's per-request watch
+ * (engine/proxy.ts `ClientWatch`). Building an AbortController and its EventTarget for every
+ * queued request cost about 5% of the CPU of a FastCGI front whose requests all wait for one of
+ * PHP-FPM's children (bench, fastify-fcgi-php profile); a plain callback does the same job.
+ */
+export interface AbortHook {
+  /** Calls `cb` once if the request is aborted; returns a function that stops that. */
+  onAbort(cb: (reason: ScgiError) => void): () => void;
 }
 
 /** The outcome of one exchange, reported back to the pool exactly once. */
@@ -287,7 +298,7 @@ export class UpstreamPool {
   acquire(
     key: string | undefined,
     tried: ReadonlySet<Backend>,
-    abortable?: AbortSignal | { signal(): AbortSignal },
+    abortable?: AbortSignal | AbortHook,
   ): Promise<Backend> | Backend {
     if (this.#closing) throw new ClosingError();
     const b = this.#pick(key, tried);
@@ -298,23 +309,26 @@ export class UpstreamPool {
     if (this.#queue.length >= this.#opts.maxQueue) {
       throw withRetryAfter(new QueueFullError(this.#opts.maxQueue), 1);
     }
-    // Only a request that has to wait needs a signal (made now, not on the fast path).
-    const signal =
-      abortable === undefined || abortable instanceof AbortSignal ? abortable : abortable.signal();
     return new Promise<Backend>((resolve, reject) => {
-      const waiter: Waiter = { key, tried, resolve, reject, timer: null, signal, onAbort: null };
+      const waiter: Waiter = { key, tried, resolve, reject, timer: null, cancel: null };
       if (this.#opts.queueTimeout > 0) {
         waiter.timer = setTimeout(() => {
           this.#dequeue(waiter);
           reject(withRetryAfter(new QueueTimeoutError(this.#opts.queueTimeout), 1));
         }, this.#opts.queueTimeout);
       }
-      if (signal !== undefined) {
-        waiter.onAbort = () => {
+      if (abortable instanceof AbortSignal) {
+        const onAbort = () => {
           this.#dequeue(waiter);
-          reject(signal.reason as ScgiError);
+          reject(abortable.reason as ScgiError);
         };
-        signal.addEventListener('abort', waiter.onAbort, { once: true });
+        abortable.addEventListener('abort', onAbort, { once: true });
+        waiter.cancel = () => abortable.removeEventListener('abort', onAbort);
+      } else if (abortable !== undefined) {
+        waiter.cancel = abortable.onAbort((reason) => {
+          this.#dequeue(waiter);
+          reject(reason);
+        });
       }
       this.#queue.push(waiter);
     });
@@ -324,7 +338,10 @@ export class UpstreamPool {
     const i = this.#queue.indexOf(w);
     if (i !== -1) this.#queue.splice(i, 1);
     if (w.timer !== null) clearTimeout(w.timer);
-    if (w.onAbort !== null) w.signal?.removeEventListener('abort', w.onAbort);
+    if (w.cancel !== null) {
+      w.cancel();
+      w.cancel = null;
+    }
   }
 
   /** Hands freed capacity to waiters, first come first served. */
