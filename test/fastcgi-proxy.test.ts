@@ -222,6 +222,23 @@ describe.each(KINDS)('FastCGI keep-alive through %s', (kind) => {
     expect(front.proxy.stats().backends[0]!.idle).toBeLessThanOrEqual(3);
   });
 
+  it('keeps as many idle connections as maxConnections allows by default: no churn at steady concurrency', async () => {
+    // 12 requests at a time, 5 rounds: with maxIdle defaulting to 4 (before), every round closed
+    // 8 kept connections and opened 8 new ones, each a new thread or worker in the backend.
+    const front = await frontWith({ maxConnections: 12 });
+    const before = backend.accepted();
+    for (let round = 0; round < 5; round++) {
+      const all = await Promise.all(Array.from({ length: 12 }, () => get(front, '/slow')));
+      for (const res of all) expect(res.statusCode).toBe(200);
+    }
+    expect(backend.accepted() - before).toBeLessThanOrEqual(12);
+    expect(front.proxy.stats().backends[0]!.idle).toBeLessThanOrEqual(12);
+    // Without maxConnections, the default stays 4 (below PHP-FPM's 5 children).
+    const unbounded = await frontWith();
+    await Promise.all(Array.from({ length: 8 }, () => get(unbounded, '/slow')));
+    expect(unbounded.proxy.stats().backends[0]!.idle).toBe(4);
+  });
+
   it('closes an idle connection after keepAlive.idleTimeout', async () => {
     const front = await frontWith({ keepAlive: { idleTimeout: 200 } });
     const closedBefore = backend.closed();

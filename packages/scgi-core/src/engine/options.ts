@@ -248,7 +248,7 @@ export interface ScgiProxySettings extends CgiEnvOptions {
    * FastCGI backends: idle connections kept per backend and reused (FCGI_KEEP_CONN). Each open
    * connection holds a PHP-FPM child or a flup thread and counts against `maxConnections`: set
    * that to the backend's workers. `false` opens a connection per request (SCGI always does).
-   * @default { maxIdle: 4, idleTimeout: 5000, maxRequests: 1000 }
+   * @default { maxIdle: maxConnections (4 without it), idleTimeout: 5000, maxRequests: 1000 }
    */
   keepAlive?: boolean | KeepAliveOptions;
   /**
@@ -472,7 +472,7 @@ export const PROXY_OPTIONS: readonly OptionDescriptor[] = Object.freeze(
     {
       name: 'keepAlive',
       type: 'boolean | { maxIdle?, idleTimeout?, maxRequests? }',
-      default: '`{ maxIdle: 4, idleTimeout: 5000, maxRequests: 1000 }`',
+      default: '`{ maxIdle: maxConnections or 4, idleTimeout: 5000, maxRequests: 1000 }`',
       doc: 'FastCGI: idle connections kept per backend and reused; `false`: one per request',
       resolve: (value: unknown) => resolveKeepAlive(value),
     },

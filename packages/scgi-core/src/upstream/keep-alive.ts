@@ -20,9 +20,12 @@ import { bindSocket, releaseSocket, type SocketUser } from './connect.js';
 
 export interface KeepAliveOptions {
   /**
-   * Idle connections kept per backend. Below PHP-FPM's default `pm.max_children` (5), so one
-   * worker stays free for a connection opened while the others are kept.
-   * @default 4
+   * Idle connections kept per backend. By default the backend's `maxConnections` when it has one:
+   * open connections, idle ones included, never pass that limit (idle ones make room first), so
+   * every connection the load needs may stay open, as nginx's `keepalive 32` keeps up to 32.
+   * Without `maxConnections`, 4: below PHP-FPM's default `pm.max_children` (5), so one worker
+   * stays free for a connection opened while the others are kept.
+   * @default maxConnections, or 4 without it
    */
   maxIdle?: number;
   /** ms an idle connection is kept before it is closed. @default 5000 */
@@ -32,15 +35,19 @@ export interface KeepAliveOptions {
 }
 
 export interface ResolvedKeepAlive {
+  /** -1: the default (the backend's `maxConnections`, or 4 without one). */
   readonly maxIdle: number;
   readonly idleTimeout: number;
   readonly maxRequests: number;
 }
 
+/** Idle connections kept by default for a backend without `maxConnections`. */
+const UNLIMITED_MAX_IDLE = 4;
+
 const KEEP_ALIVE_KEYS = new Set(['maxIdle', 'idleTimeout', 'maxRequests']);
 
 export const DEFAULT_KEEP_ALIVE: ResolvedKeepAlive = Object.freeze({
-  maxIdle: 4,
+  maxIdle: -1,
   idleTimeout: 5000,
   maxRequests: 1000,
 });
@@ -58,7 +65,7 @@ export function resolveKeepAlive(value: unknown): ResolvedKeepAlive | null {
   checkKnownKeys(value, KEEP_ALIVE_KEYS, 'keepAlive');
   const o = value as KeepAliveOptions;
   return Object.freeze({
-    maxIdle: intOption('keepAlive.maxIdle', o.maxIdle, DEFAULT_KEEP_ALIVE.maxIdle, 0),
+    maxIdle: o.maxIdle === undefined ? -1 : intOption('keepAlive.maxIdle', o.maxIdle, 0, 0),
     idleTimeout: intOption(
       'keepAlive.idleTimeout',
       o.idleTimeout,
@@ -131,9 +138,18 @@ export class KeepAliveSet {
   readonly #idle: IdleConnection[] = [];
   #closed = false;
 
+  /** `options.maxIdle`, or its default for this backend. */
+  readonly #maxIdle: number;
+
   constructor(options: ResolvedKeepAlive, limit: ConnectionLimit) {
     this.options = options;
     this.#limit = limit;
+    this.#maxIdle =
+      options.maxIdle >= 0
+        ? options.maxIdle
+        : limit.maxConnections > 0
+          ? limit.maxConnections
+          : UNLIMITED_MAX_IDLE;
   }
 
   get size(): number {
@@ -155,11 +171,11 @@ export class KeepAliveSet {
    */
   put(socket: Socket, requests: number): void {
     const o = this.options;
-    if (this.#closed || requests >= o.maxRequests || o.maxIdle === 0) {
+    if (this.#closed || requests >= o.maxRequests || this.#maxIdle === 0) {
       releaseSocket(socket, true);
       return;
     }
-    if (this.#idle.length >= o.maxIdle) this.#close(this.#idle.shift()!, true);
+    if (this.#idle.length >= this.#maxIdle) this.#close(this.#idle.shift()!, true);
     const conn = new IdleConnection(this, socket, requests);
     bindSocket(socket, conn);
     socket.setTimeout(o.idleTimeout);
