@@ -203,8 +203,7 @@ describe.each(['fastify', 'express'])('%s', (kind) => {
       const base = await front.idle();
       expect(base.inFlight).toBe(0);
 
-      // Two more batches: a leak grows with every batch, a high-water mark does not. What the
-      // process holds after the third may not exceed what it held after the second by the bound.
+      // Two more batches: a leak grows with every batch, a high-water mark does not.
       await abandonMany(port, 500);
       const mid = await front.idle();
       await abandonMany(port, 500);
@@ -219,7 +218,10 @@ describe.each(['fastify', 'express'])('%s', (kind) => {
       expect(after.fds).toBe(base.fds);
       expect(readdirSync(spoolDir)).toEqual([]);
       expect(after.connections).toBe(0);
-      expect(heldOf(after) - heldOf(mid), seen).toBeLessThan(HELD_BOUND);
+      // A leak grows with every batch; a bounded cache that fills once (the 256 closed sockets
+      // upstream/connect.ts keeps for reuse) or a late GC moves only one of the two steps.
+      const steps = [heldOf(mid) - heldOf(base), heldOf(after) - heldOf(mid)];
+      expect(Math.min(...steps), seen).toBeLessThan(HELD_BOUND);
       expect(grew, seen).toBeLessThan(RSS_BOUND);
     } finally {
       front.child.kill();
