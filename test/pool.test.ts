@@ -320,6 +320,43 @@ describe('retry rule: a reset before the response head', () => {
   }
 });
 
+describe('retry rule: half a response head, then close', () => {
+  // Writes part of a head and closes, as a backend killed between two writes of its head does
+  // (wsgiref writes the status line and the headers apart).
+  const halfHead = (req: { socket: { end(data: string): void } }) =>
+    req.socket.end('Status: 200 OK\r\nContent-Ty');
+
+  it('a GET goes to the next backend: nothing reached the client and GET may be repeated', async () => {
+    const [hostile, good] = await nodeBackends(2, 'tcp');
+    hostile!.hook = halfHead;
+    const front = await fastify({ upstream: [hostile!.address, good!.address] });
+    const r = await send(`${front.url}/sha256`);
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.body.toString())).toEqual({ length: 0, sha256: sha256(Buffer.alloc(0)) });
+    expect([hostile!.hits, good!.hits]).toEqual([1, 1]);
+  });
+
+  it('a POST is not repeated: the backend may have run it', async () => {
+    const [hostile, good] = await nodeBackends(2, 'tcp');
+    hostile!.hook = halfHead;
+    const front = await fastify({ upstream: [hostile!.address, good!.address] });
+    const r = await send(`${front.url}/sha256`, { method: 'POST', body: randomBytes(100) });
+    expect(r.status).toBe(502);
+    expect(errorCode(r)).toBe('SCGI_ERR_UPSTREAM_CLOSED');
+    expect([hostile!.hits, good!.hits]).toEqual([1, 0]);
+  });
+
+  it('a lone backend that does it is broken, not restarting: 502 at once, no retryDelay rounds', async () => {
+    const [hostile] = await nodeBackends(1, 'tcp');
+    hostile!.hook = halfHead;
+    const front = await fastify({ upstream: [hostile!.address], retryTimeout: 5000 });
+    const r = await send(`${front.url}/sha256`);
+    expect(r.status).toBe(502);
+    expect(errorCode(r)).toBe('SCGI_ERR_UPSTREAM_CLOSED');
+    expect(hostile!.hits).toBe(1);
+  });
+});
+
 describe('a saturated pool', () => {
   it('limits each backend, bounds the queue, answers 503 with Retry-After, then recovers', async () => {
     const bs = await nodeBackends(2);

@@ -10,6 +10,7 @@ import { chargesBackend, mayRetryElsewhere, mayRetryLater } from '../src/engine/
 import { pumpBody } from '../src/http/request-body.js';
 import {
   ConnectError,
+  FastcgiOverloadedError,
   HeadersTimeoutError,
   listErrorCodes,
   NoSocketError,
@@ -37,13 +38,18 @@ describe('failure policy in the registry', () => {
     expect(charged).toEqual([...CHARGED].sort());
   });
 
-  it('moves a failed connect to another backend always, a reset only when resendable and unanswered', () => {
+  it('moves a failed connect to another backend always, a reset only when resendable, a refusal only when unanswered', () => {
     const connect = new ConnectError() as ScgiError;
     expect(mayRetryElsewhere(connect, false, false)).toBe(true);
     const reset = new UpstreamResetError('ECONNRESET') as ScgiError;
     expect(mayRetryElsewhere(reset, true, false)).toBe(true);
     expect(mayRetryElsewhere(reset, false, false)).toBe(false);
-    expect(mayRetryElsewhere(reset, true, true)).toBe(false);
+    // Part of a head had arrived: nothing reached the client, and the request is idempotent.
+    expect(mayRetryElsewhere(reset, true, true)).toBe(true);
+    const overloaded = new FastcgiOverloadedError() as ScgiError;
+    expect(mayRetryElsewhere(overloaded, false, false, true)).toBe(true);
+    expect(mayRetryElsewhere(overloaded, false, true, true)).toBe(false);
+    expect(mayRetryElsewhere(overloaded, false, false, false)).toBe(false);
     const timeout = new HeadersTimeoutError(5) as ScgiError;
     expect(mayRetryElsewhere(timeout, true, false)).toBe(true);
     expect(chargesBackend(timeout)).toBe(true);

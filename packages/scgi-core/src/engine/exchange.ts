@@ -113,7 +113,10 @@ export class Exchange implements SocketUser {
   readonly #onDone: (outcome: Outcome) => void;
   #error: ScgiError | undefined;
   #headReceived = false;
-  /** Some response byte arrived: from then on the request must not be retried elsewhere. */
+  /**
+   * Some response byte arrived from the backend, so it ran the request: from then on only an
+   * idempotent one may be sent again (engine/failure-policy.ts).
+   */
   responseStarted = false;
 
   /** The backend address this exchange connects to (fixed for its life). */

@@ -12,22 +12,24 @@ export function chargesBackend(err: ScgiError): boolean {
 
 /**
  * The request may go to another backend after `err`: always after a failed connect (nothing was
- * sent); after a reset or timeout only when the request can be sent again (`replayable`: an
- * idempotent method and a body held in memory or a spool file) and no response byte arrived;
- * after a refusal of the backend (FastCGI OVERLOADED) for any method whose body can be sent
- * again (`bodyResendable`).
+ * sent); after a reset, close or timeout when the request can be sent again (`replayable`: an
+ * idempotent method and a body held in memory or a spool file), even if part of a response head
+ * had arrived: nothing reached the client while the exchange is rejected, and an idempotent
+ * request may be repeated (RFC 9110 section 9.2.2; nginx's `proxy_next_upstream error` covers
+ * "reading the response header" too). After a refusal of the backend (FastCGI OVERLOADED) for
+ * any method whose body can be sent again (`bodyResendable`), but only when no response byte
+ * arrived (`answered`): a request the backend may have run is not repeated unless idempotent.
  */
 export function mayRetryElsewhere(
   err: ScgiError,
   replayable: boolean,
-  responseStarted: boolean,
+  answered: boolean,
   bodyResendable = replayable,
 ): boolean {
   const retry = errorInfo(err.code)?.retry;
   if (retry === 'connect') return true;
-  if (responseStarted) return false;
-  if (retry === 'unprocessed') return bodyResendable;
-  return retry === 'replayable' && replayable;
+  if (retry === 'replayable') return replayable;
+  return retry === 'unprocessed' && bodyResendable && !answered;
 }
 
 /**
@@ -42,14 +44,15 @@ export function mayRetryFresh(err: ScgiError, responseStarted: boolean): boolean
 /**
  * The request may wait and go to the same backend again once every backend was tried: the
  * failure looks like a restart (`retryLater`: refused, socket missing, reset or closed before the
- * head), no response byte arrived, and the request is idempotent with a body that can be sent
+ * head), no response byte arrived (`answered`: a backend that sends half a head and closes is
+ * broken, not restarting), and the request is idempotent with a body that can be sent
  * again (`resendable`). A POST is never resent this way, even after a refused connect: its client
  * gets the 502 at once rather than a request held for `retryTimeout`.
  */
 export function mayRetryLater(
   err: ScgiError,
   resendable: boolean,
-  responseStarted: boolean,
+  answered: boolean,
 ): boolean {
-  return resendable && !responseStarted && errorInfo(err.code)?.retryLater === true;
+  return resendable && !answered && errorInfo(err.code)?.retryLater === true;
 }

@@ -155,8 +155,9 @@ export interface ScgiProxySettings extends CgiEnvOptions {
   /**
    * Most attempts one request may make, on other backends and on the same one again (nginx
    * `proxy_next_upstream_tries`); 0: no limit but the others (each backend once per round,
-   * `retryTimeout`). A connect failure always moves on; a reset before any response byte only
-   * for idempotent methods with a replayable body; never once a response byte reached the client.
+   * `retryTimeout`). A connect failure always moves on; a reset, close or timeout before the head
+   * reached the client only for idempotent methods with a replayable body; never once a response
+   * byte reached the client.
    * @default 0
    */
   maxTries?: number;

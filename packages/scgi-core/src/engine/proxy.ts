@@ -436,6 +436,8 @@ export class ScgiProxy {
     const deadline = o.retryTimeout > 0 ? Date.now() + o.retryTimeout : Number.POSITIVE_INFINITY;
     const tried = new Set<Backend>();
     let lastError: ScgiError | null = null;
+    /** Some response bytes of the last failed attempt had arrived (not a restart then). */
+    let lastAnswered = false;
     /** The kept connection of the previous attempt was found closed: this one opens a new one. */
     let fresh = false;
     let freshUsed = false;
@@ -451,7 +453,10 @@ export class ScgiProxy {
           // Every backend failed as a restarting one does: wait, then a new round on the same
           // backends. A round in which nothing was usable ends it (backends marked down stay out
           // for failTimeout, longer than a wait is worth).
-          if (tried.size === 0 || !this.#mayWait(lastError, resendable, deadline, attempt))
+          if (
+            tried.size === 0 ||
+            !this.#mayWait(lastError, lastAnswered, resendable, deadline, attempt)
+          )
             throw lastError;
           await retryPause(this.options.retryDelay, deadline, watch, lastError);
           tried.clear();
@@ -529,6 +534,7 @@ export class ScgiProxy {
       } catch (err) {
         const e = err as ScgiError;
         lastError = e;
+        lastAnswered = exchange.responseStarted;
         if (
           !freshUsed &&
           watch.reason === null &&
@@ -556,7 +562,13 @@ export class ScgiProxy {
   }
 
   /** A failed request may wait `retryDelay` and go to the same backends again. */
-  #mayWait(err: ScgiError, resendable: boolean, deadline: number, attempt: number): boolean {
+  #mayWait(
+    err: ScgiError,
+    answered: boolean,
+    resendable: boolean,
+    deadline: number,
+    attempt: number,
+  ): boolean {
     const o = this.options;
     return (
       o.retryDelay > 0 &&
@@ -564,7 +576,7 @@ export class ScgiProxy {
       (o.maxTries === 0 || attempt <= o.maxTries) &&
       Date.now() < deadline &&
       !this.#closing &&
-      mayRetryLater(err, resendable, false)
+      mayRetryLater(err, resendable, answered)
     );
   }
 
