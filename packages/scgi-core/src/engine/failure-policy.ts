@@ -49,10 +49,6 @@ export function mayRetryFresh(err: ScgiError, responseStarted: boolean): boolean
  * again (`resendable`). A POST is never resent this way, even after a refused connect: its client
  * gets the 502 at once rather than a request held for `retryTimeout`.
  */
-export function mayRetryLater(
-  err: ScgiError,
-  resendable: boolean,
-  answered: boolean,
-): boolean {
+export function mayRetryLater(err: ScgiError, resendable: boolean, answered: boolean): boolean {
   return resendable && !answered && errorInfo(err.code)?.retryLater === true;
 }
