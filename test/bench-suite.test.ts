@@ -113,6 +113,7 @@ describe.skipIf(!has('nginx') || !has('php-fpm') || !has('python3'))(
         'nginx-fcgi-php',
         'nginx-fcgi-ka-php',
         'fastify-fcgi-php',
+        'node-floor-fcgi-php',
         'nginx-fcgi-ka-py',
         'fastify-fcgi-py',
         'reply-from-py',

@@ -102,6 +102,15 @@ export const FRONTS = Object.freeze({
     args: unixUpstream,
     cases: SMALL_CASES,
   },
+  // Node's http answering itself: with fastify-alone, what the framework costs per request.
+  'node-alone': {
+    label: 'Node http alone (no proxy, no framework)',
+    kind: 'node',
+    backend: null,
+    script: 'node-alone.mjs',
+    args: () => [],
+    cases: SMALL_CASES,
+  },
   'fastify-alone': {
     label: 'Fastify alone (no proxy)',
     kind: 'node',
@@ -199,6 +208,27 @@ export const FRONTS = Object.freeze({
     kind: 'node',
     backend: 'pyfcgi',
     script: 'fastify.mjs',
+    args: fastcgiUpstream('pyfcgi'),
+    needsFastcgi: true,
+    cases: SMALL_CASES,
+    baseline: 'nginx-fcgi-ka-py',
+  },
+  // The floor of a Node FastCGI proxy with kept connections (node-floor-fcgi.mjs), per backend.
+  'node-floor-fcgi-php': {
+    label: 'bare Node loop over kept FastCGI connections (floor, PHP-FPM)',
+    kind: 'node',
+    backend: 'fpm',
+    script: 'node-floor-fcgi.mjs',
+    args: fastcgiUpstream('fpm'),
+    needsFastcgi: true,
+    cases: SMALL_CASES,
+    baseline: 'nginx-fcgi-ka-php',
+  },
+  'node-floor-fcgi-py': {
+    label: 'bare Node loop over kept FastCGI connections (floor, Python FastCGI)',
+    kind: 'node',
+    backend: 'pyfcgi',
+    script: 'node-floor-fcgi.mjs',
     args: fastcgiUpstream('pyfcgi'),
     needsFastcgi: true,
     cases: SMALL_CASES,
