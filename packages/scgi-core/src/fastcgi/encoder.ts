@@ -4,8 +4,9 @@
  * is ONE Buffer: BEGIN_REQUEST, every PARAMS record, the empty PARAMS record and, when the body
  * is given, its STDIN records and the empty STDIN record, so it goes out in one write.
  */
+import { putLatin1 } from '../cgi/latin1.js';
 import { FastcgiParamError, InvalidOptionError } from '../errors.js';
-import type { EnvInput } from '../types.js';
+import type { EnvInput, EnvPair } from '../types.js';
 import {
   BODY_LENGTH,
   HEADER_LENGTH,
@@ -22,6 +23,7 @@ import {
   preparePairs,
   writeBeginRequestBody,
   writeHeader,
+  writeLength,
   writePairs,
 } from './records.js';
 
@@ -118,8 +120,19 @@ export function encodeRequest(
 ): Buffer {
   checkRequestId(id);
   const pad = options.pad ?? true;
-  const prepared = preparePairs(params);
   const body = options.body;
+  if (Array.isArray(params) && (body === undefined || body.length === 0)) {
+    const out = encodeCommonRequest(
+      id,
+      params as readonly EnvPair[],
+      options.role ?? Role.RESPONDER,
+      options.keepConn ?? false,
+      pad,
+      body !== undefined,
+    );
+    if (out !== null) return out;
+  }
+  const prepared = preparePairs(params);
   const groups = groupPairs(prepared);
   const size =
     HEADER_LENGTH +
@@ -136,6 +149,69 @@ export function encodeRequest(
   );
   offset = writeParams(out, offset, id, prepared, groups, pad);
   if (body !== undefined) offset = writeStream(out, offset, RecordType.STDIN, id, body, pad, true);
+  return out;
+}
+
+/**
+ * The request of (nearly) every proxied exchange in one pass and one exact Buffer: the pairs as
+ * an array, every string latin1 (char by char, no native call per string: the per-pair measuring
+ * and writing of the general path was the largest cost of encoding, see bench/README.md), the
+ * name-value stream within one PARAMS record, no body or an empty one (`endStdin`: the empty
+ * STDIN record follows). Null when any of that does not hold: the general path then measures and
+ * checks everything, and throws what it must.
+ */
+function encodeCommonRequest(
+  id: number,
+  list: readonly EnvPair[],
+  role: number,
+  keepConn: boolean,
+  pad: boolean,
+  endStdin: boolean,
+): Buffer | null {
+  let bytes = 0;
+  for (let i = 0; i < list.length; i++) {
+    const pair = list[i]!;
+    const name = pair[0] as unknown;
+    const value = pair[1] as unknown;
+    if (typeof name !== 'string' || name.length === 0) return null;
+    if (typeof value !== 'string' && !(value instanceof Uint8Array)) return null;
+    const n = name.length;
+    const v = value.length;
+    bytes += (n < 128 ? 1 : 4) + (v < 128 ? 1 : 4) + n + v;
+  }
+  if (bytes > MAX_CONTENT_LENGTH) return null;
+  const padding = pad ? paddingFor(bytes) : 0;
+  const out = Buffer.allocUnsafe(
+    HEADER_LENGTH +
+      BODY_LENGTH +
+      (bytes > 0 ? HEADER_LENGTH + bytes + padding : 0) +
+      HEADER_LENGTH +
+      (endStdin ? HEADER_LENGTH : 0),
+  );
+  let off = writeHeader(out, 0, RecordType.BEGIN_REQUEST, id, BODY_LENGTH, 0);
+  off = writeBeginRequestBody(out, off, role, keepConn);
+  if (bytes > 0) {
+    off = writeHeader(out, off, RecordType.PARAMS, id, bytes, padding);
+    for (let i = 0; i < list.length; i++) {
+      const pair = list[i]!;
+      const name = pair[0];
+      const value = pair[1] as string | Uint8Array;
+      off = writeLength(out, off, name.length);
+      off = writeLength(out, off, value.length);
+      off = putLatin1(out, off, name);
+      if (off === -1) return null;
+      if (typeof value === 'string') {
+        off = putLatin1(out, off, value);
+        if (off === -1) return null;
+      } else {
+        out.set(value, off);
+        off += value.length;
+      }
+    }
+    for (let i = 0; i < padding; i++) out[off++] = 0;
+  }
+  off = writeHeader(out, off, RecordType.PARAMS, id, 0, 0);
+  if (endStdin) writeHeader(out, off, RecordType.STDIN, id, 0, 0);
   return out;
 }
 

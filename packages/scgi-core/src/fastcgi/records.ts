@@ -4,6 +4,8 @@
  * END_REQUEST. The framing of whole requests is in ./encoder.ts, the parsers in ./decoder.ts
  * and ./record-reader.ts.
  */
+
+import { isLatin1 } from '../cgi/latin1.js';
 import { FastcgiPairsError, FastcgiParamError } from '../errors.js';
 import type { EnvInput, EnvPair, EnvValue } from '../types.js';
 import {
@@ -84,7 +86,7 @@ export function writeBeginRequestBody(
   target[offset] = role >>> 8;
   target[offset + 1] = role & 0xff;
   target[offset + 2] = keepConn ? KEEP_CONN : 0;
-  target.fill(0, offset + 3, offset + BODY_LENGTH);
+  for (let i = 3; i < BODY_LENGTH; i++) target[offset + i] = 0;
   return offset + BODY_LENGTH;
 }
 
@@ -138,14 +140,6 @@ export interface PreparedPairs {
   readonly pairs: readonly PreparedPair[];
   /** Bytes of the whole name-value stream. */
   readonly length: number;
-}
-
-/** True when every char code is below 256, i.e. latin1 encodes the string losslessly. */
-function isLatin1(s: string): boolean {
-  // One native call settles the common all-ASCII case; only non-ASCII text is scanned in JS.
-  if (Buffer.byteLength(s, 'utf8') === s.length) return true;
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return false;
-  return true;
 }
 
 function lengthSize(n: number): number {
@@ -202,7 +196,8 @@ export function preparePairs(env: EnvInput): PreparedPairs {
   return { pairs, length };
 }
 
-function writeLength(target: Buffer, offset: number, n: number): number {
+/** Writes a name-value length (§3.4: 1 byte below 128, else 4 with the top bit set). */
+export function writeLength(target: Buffer, offset: number, n: number): number {
   if (n < 128) {
     target[offset] = n;
     return offset + 1;

@@ -4,6 +4,8 @@
  * no name appears twice. Strict servers (flup, Perl's SCGI) close without answering when these
  * rules are broken, so the encoder enforces them instead of trusting the caller.
  */
+
+import { isLatin1, putLatin1 } from '../cgi/latin1.js';
 import {
   HeadContentLengthError,
   HeadDuplicateError,
@@ -42,14 +44,6 @@ function show(value: EnvValue | Uint8Array): string {
   return JSON.stringify(
     typeof value === 'string' ? value : Buffer.from(value as Uint8Array).toString('latin1'),
   );
-}
-
-/** True when every char code is below 256, i.e. latin1 encodes the string losslessly. */
-function isLatin1(s: string): boolean {
-  // One native call settles the common all-ASCII case; only non-ASCII text is scanned in JS.
-  if (Buffer.byteLength(s, 'utf8') === s.length) return true;
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0xff) return false;
-  return true;
 }
 
 function latin1(bytes: Uint8Array): string {
@@ -161,25 +155,6 @@ export function encodeScgiHead(env: EnvInput): Buffer {
   if (off === -1) return encodeMixed(list, clIndex, head);
   out[off] = 0x2c;
   return out;
-}
-
-/**
- * Copies `s` into `out` at `off` as latin1 and returns the offset after it, or -1 when a char is
- * above 0xff (the string needs UTF-8). Short strings go char by char (no native call); long ones
- * are checked, then written by one native call.
- */
-function putLatin1(out: Buffer, off: number, s: string): number {
-  const len = s.length;
-  if (len > 64) {
-    if (!isLatin1(s)) return -1;
-    return off + out.write(s, off, len, 'latin1');
-  }
-  for (let k = 0; k < len; k++) {
-    const c = s.charCodeAt(k);
-    if (c > 0xff) return -1;
-    out[off + k] = c;
-  }
-  return off + len;
 }
 
 /** Slow path: some string needs UTF-8. Still one exact allocation, each string checked once. */
