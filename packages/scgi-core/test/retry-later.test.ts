@@ -107,6 +107,40 @@ describe('trying the same backend again after a restart-like failure', () => {
     expect(attempts.get('/timeout')).toBeGreaterThan(2);
   });
 
+  it('a backend down for longer than retryTimeout is not waited on: 502 at once, until it is back', async () => {
+    const path = socketPath();
+    const { port, proxy } = await front({
+      upstream: `unix:${path}`,
+      retryDelay: 40,
+      retryTimeout: 400,
+    });
+    // The outage starts with this request, which waits out its retryTimeout.
+    const first = Date.now();
+    expect((await get(port, '/first')).status).toBe(502);
+    expect(Date.now() - first).toBeGreaterThanOrEqual(400);
+    // The backend has failed for longer than retryTimeout: down, not restarting.
+    for (const url of ['/later-1', '/later-2']) {
+      const started = Date.now();
+      const got = await get(port, url);
+      expect(got.status).toBe(502);
+      expect(got.headers['x-error']).toBe('SCGI_ERR_CONNECT');
+      expect(Date.now() - started).toBeLessThan(200);
+      expect(attempts.get(url)).toBe(1); // still tried once: how the end of the outage is seen
+    }
+    // Back: the next request is answered, and the outage is over for the requests after it.
+    const backend = await backendAt(path);
+    expect((await get(port, '/back')).status).toBe(200);
+    expect(proxy.stats().backends[0]!.failed).toBeGreaterThanOrEqual(3);
+    // A restart after that is a new outage: waited on again.
+    await new Promise<void>((r) => backend.close(() => r()));
+    const restarted = Date.now();
+    const again = get(port, '/restart-again');
+    await new Promise((r) => setTimeout(r, 150));
+    await backendAt(path);
+    expect((await again).status).toBe(200);
+    expect(Date.now() - restarted).toBeGreaterThanOrEqual(150);
+  });
+
   it('maxTries caps the attempts', async () => {
     const { port } = await front({ upstream: `unix:${socketPath()}`, retryDelay: 5, maxTries: 3 });
     const got = await get(port, '/capped');

@@ -172,7 +172,9 @@ export interface ScgiProxySettings extends CgiEnvOptions {
    * reset or closed before any response byte), an idempotent request whose body can be sent again
    * waits a random time up to this many ms (full jitter, so a burst does not come back at once)
    * and tries the same backends again, until `retryTimeout`: a backend that restarts (a uWSGI or
-   * PHP-FPM reload, a deploy) costs a delay, not a 502. nginx has no such wait. 0: never.
+   * PHP-FPM reload, a deploy) costs a delay, not a 502. nginx has no such wait. A backend that
+   * has failed for longer than `retryTimeout` without a success is down, not restarting: its
+   * requests get their 502 at once (each still tries it once). 0: never.
    * @default 250
    */
   retryDelay?: number;

@@ -455,7 +455,8 @@ export class ScgiProxy {
           // for failTimeout, longer than a wait is worth).
           if (
             tried.size === 0 ||
-            !this.#mayWait(lastError, lastAnswered, resendable, deadline, attempt)
+            !this.#mayWait(lastError, lastAnswered, resendable, deadline, attempt) ||
+            !this.#restarting(tried)
           )
             throw lastError;
           await retryPause(this.options.retryDelay, deadline, watch, lastError);
@@ -578,6 +579,19 @@ export class ScgiProxy {
       !this.#closing &&
       mayRetryLater(err, resendable, answered)
     );
+  }
+
+  /**
+   * Some backend of the round may be restarting: it has not been failing for longer than
+   * `retryTimeout` (or it just had a success). Past that it is down, not restarting, and its
+   * requests get their 502 at once instead of each waiting `retryTimeout`; each still tries it
+   * once, so the first success ends the outage.
+   */
+  #restarting(tried: ReadonlySet<Backend>): boolean {
+    const now = Date.now();
+    const limit = this.options.retryTimeout;
+    for (const b of tried) if (b.failingSince === 0 || now - b.failingSince < limit) return true;
+    return false;
   }
 
   #notifyIdle(): void {

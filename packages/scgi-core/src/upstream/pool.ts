@@ -104,6 +104,13 @@ export class Backend {
   trialClaimed = false;
   /** `downs` when the trial in flight was taken. */
   trialDowns = 0;
+  /**
+   * When the current run of failures without a success began (ms; 0 while the last outcome was
+   * a success). A request waits for a restarting backend (`retryDelay`) only while this is
+   * younger than `retryTimeout` (engine/proxy.ts): a restart is short, a dead backend is not
+   * waited on by every request.
+   */
+  failingSince = 0;
   /** Set by active health checks. */
   healthy = true;
   /** Left the pool (UpstreamPool.setMembers); finishes what is in flight, takes nothing new. */
@@ -393,6 +400,7 @@ export class UpstreamPool {
     if (outcome.error !== undefined) b.lastError = outcome.error.code;
     if (outcome.ok) {
       b.served++;
+      b.failingSince = 0;
       if (outcome.headMs !== undefined) {
         b.latencyEwma =
           b.latencyEwma === null ? outcome.headMs : b.latencyEwma * 0.8 + outcome.headMs * 0.2;
@@ -407,6 +415,7 @@ export class UpstreamPool {
       }
     } else if (outcome.failure) {
       b.failed++;
+      if (b.failingSince === 0) b.failingSince = now;
       this.#recordFailure(b, now, wasTrial);
     }
     this.#dispatch();
