@@ -186,6 +186,17 @@ export const FRONTS = Object.freeze({
     cases: SMALL_CASES,
     baseline: 'nginx-fcgi-ka-php',
   },
+  // The floor of a Node FastCGI proxy with kept connections (node-floor-fcgi.mjs).
+  'node-floor-fcgi-php': {
+    label: 'bare Node loop over kept FastCGI connections (floor, PHP-FPM)',
+    kind: 'node',
+    backend: 'fpm',
+    script: 'node-floor-fcgi.mjs',
+    args: fastcgiUpstream('fpm'),
+    needsFastcgi: true,
+    cases: SMALL_CASES,
+    baseline: 'nginx-fcgi-ka-php',
+  },
   'nginx-fcgi-py': {
     label: 'nginx fastcgi_pass, no keep-alive (Python FastCGI)',
     kind: 'nginx',
@@ -214,16 +225,6 @@ export const FRONTS = Object.freeze({
     baseline: 'nginx-fcgi-ka-py',
   },
   // The floor of a Node FastCGI proxy with kept connections (node-floor-fcgi.mjs), per backend.
-  'node-floor-fcgi-php': {
-    label: 'bare Node loop over kept FastCGI connections (floor, PHP-FPM)',
-    kind: 'node',
-    backend: 'fpm',
-    script: 'node-floor-fcgi.mjs',
-    args: fastcgiUpstream('fpm'),
-    needsFastcgi: true,
-    cases: SMALL_CASES,
-    baseline: 'nginx-fcgi-ka-php',
-  },
   'node-floor-fcgi-py': {
     label: 'bare Node loop over kept FastCGI connections (floor, Python FastCGI)',
     kind: 'node',
