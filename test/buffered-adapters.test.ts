@@ -17,7 +17,7 @@ import { type ExpressScgiOptions, scgiProxy } from 'express-scgi';
 import express4 from 'express4';
 import Fastify from 'fastify';
 import fastifyScgi, { type FastifyScgiOptions } from 'fastify-scgi';
-import { type PoolStats, ScgiHeadDecoder } from 'scgi-core';
+import { type PoolStats, ScgiHeadDecoder, type ScgiResponse } from 'scgi-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fields, send } from './helpers/corpus.js';
 import type { FrontKind } from './helpers/fronts.js';
@@ -194,6 +194,26 @@ describe.each(KINDS)('through %s', (kind) => {
     ]);
     expect(res.body.equals(BODY)).toBe(true);
     expect(res.closedEarly).toBe(false);
+  });
+
+  it('onResponse sees bodyBuffer; once the body is sent the response lets go of it (the exact bytes still arrive)', async () => {
+    const seen: Array<{ length: number | undefined; response: ScgiResponse }> = [];
+    const record = (response: ScgiResponse) => {
+      seen.push({ length: response.bodyBuffer?.length, response });
+    };
+    const front = await startFront(kind, {
+      upstream: backend.address,
+      onResponse: (_a: unknown, _b: unknown, response: ScgiResponse) => record(response),
+    } as FastifyScgiOptions & ExpressScgiOptions);
+    try {
+      const res = await send(front, { target: '/app/typed', method: 'GET' });
+      expect(res.body.equals(BODY)).toBe(true);
+      expect(seen.map((s) => s.length)).toEqual([BODY.length]);
+      // Sent: the buffer is the framework's or the socket's now, not the response's.
+      expect(seen[0]!.response.bodyBuffer).toBeNull();
+    } finally {
+      await front.close();
+    }
   });
 
   it('a body without a Content-Type reaches the client without one', async () => {

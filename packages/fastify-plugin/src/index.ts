@@ -15,6 +15,7 @@ import {
   onEarlyBodyFailure,
   parsedBodyGuard,
   refuseConnect,
+  releaseBodyBuffer,
   resolveExchangeLog,
   resolveMountMethods,
   routableUrl,
@@ -178,6 +179,7 @@ function sendBody(reply: FastifyReply, response: ScgiResponse): void {
   // Content-Type must reach the client without one, so such a body takes the stream path.
   if (buf !== null && (buf.length === 0 || response.headers['content-type'] !== undefined)) {
     reply.send(buf.length === 0 ? undefined : buf);
+    releaseBodyBuffer(response);
     return;
   }
   // A body that fails before its first byte reaches Fastify's error handler (its listener comes

@@ -9,7 +9,7 @@
 import { type OutgoingMessage, ServerResponse } from 'node:http';
 import { finished } from 'node:stream';
 import type { ProxiedResponse } from '../engine/proxy.js';
-import { recycleBodyBuffer, type ScgiResponse } from '../engine/response.js';
+import { recycleBodyBuffer, releaseBodyBuffer, type ScgiResponse } from '../engine/response.js';
 import { errorResponseHeaders, type ScgiError } from '../errors.js';
 
 /**
@@ -135,6 +135,8 @@ export function writeResponse(
     // keep it). Without 'finish' (client gone) it is left to the GC.
     if (options.recycle === true && plainEnd(res)) {
       res.once('finish', () => recycleBodyBuffer(response));
+    } else {
+      releaseBodyBuffer(response);
     }
     return;
   }
