@@ -421,10 +421,20 @@ export class ScgiProxy {
     if (opts.rewriteEnv !== undefined) env = opts.rewriteEnv(env, req) ?? env;
     // Encoded once per wire protocol of the pool (one, unless the pool mixes them), before a
     // backend is picked: an environment the protocol cannot carry fails without touching the pool.
-    const heads = new Map<WireProtocol, Buffer>();
+    // The first protocol's head sits in locals; a Map only for a pool that mixes protocols.
     const keep = o.keepAlive !== null;
-    for (const p of this.pool.protocols)
-      heads.set(p, p.encodeRequestHead(env, length, keep && p.keepsConnections));
+    const protocols = this.pool.protocols;
+    const firstProtocol = protocols[0];
+    const firstHead =
+      firstProtocol === undefined
+        ? null
+        : firstProtocol.encodeRequestHead(env, length, keep && firstProtocol.keepsConnections);
+    let otherHeads: Map<WireProtocol, Buffer> | null = null;
+    for (let i = 1; i < protocols.length; i++) {
+      const p = protocols[i]!;
+      if (otherHeads === null) otherHeads = new Map();
+      otherHeads.set(p, p.encodeRequestHead(env, length, keep && p.keepsConnections));
+    }
 
     const key =
       o.hashKey === null
@@ -467,8 +477,9 @@ export class ScgiProxy {
         throw err;
       }
       tried.add(backend);
-      let requestHead = heads.get(backend.protocol);
-      if (requestHead === undefined) {
+      let requestHead =
+        backend.protocol === firstProtocol ? firstHead : otherHeads?.get(backend.protocol);
+      if (requestHead === undefined || requestHead === null) {
         // A member of another protocol joined while this request waited (setUpstream).
         try {
           requestHead = backend.protocol.encodeRequestHead(
@@ -476,7 +487,8 @@ export class ScgiProxy {
             length,
             keep && backend.protocol.keepsConnections,
           );
-          heads.set(backend.protocol, requestHead);
+          if (otherHeads === null) otherHeads = new Map();
+          otherHeads.set(backend.protocol, requestHead);
         } catch (err) {
           this.pool.release(backend, { ok: false, failure: false });
           throw err;
