@@ -1,6 +1,15 @@
 // A plain HTTP client for the engine tests: the whole answer, and whether the connection was cut
 // before the response was complete (a truncated body must never look finished).
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ScgiProxy } from '../src/index.js';
 
 export interface Got {
   status: number;
@@ -34,4 +43,35 @@ export function get(port: number, path = '/', method = 'GET', body?: Buffer): Pr
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/**
+ * A node:http front over `proxy` on 127.0.0.1; a failure answers its status with the code in
+ * `x-error`. `close` stops the server, then the proxy.
+ */
+export async function serveProxy(
+  proxy: ScgiProxy,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    proxy.request(req, { res }).then(
+      (r) => {
+        res.writeHead(r.statusCode, r.headers);
+        r.body.pipe(res);
+      },
+      (err: { statusCode: number; code: string }) => {
+        if (res.destroyed) return;
+        res.writeHead(err.statusCode, { 'x-error': err.code });
+        res.end();
+      },
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await proxy.close(0);
+    },
+  };
 }

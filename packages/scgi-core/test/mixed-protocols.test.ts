@@ -2,13 +2,12 @@
 // protocols"): one request head is encoded per protocol, each backend gets its own framing, and a
 // member of another protocol that joins later (setUpstream) gets its head encoded when picked.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Server as NetServer } from 'node:net';
+import type { Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createFastcgiServer, createScgiServer, ScgiProxy } from '../src/index.js';
-import { get } from './http-client.js';
+import { get, serveProxy } from './http-client.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scgi-mix-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -40,25 +39,9 @@ async function backend(kind: 'scgi' | 'fastcgi', name: string): Promise<string> 
 }
 
 async function front(proxy: ScgiProxy): Promise<number> {
-  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    proxy.request(req, { res }).then(
-      (r) => {
-        res.writeHead(r.statusCode, r.headers);
-        r.body.pipe(res);
-      },
-      (err: { statusCode: number; code: string }) => {
-        res.writeHead(err.statusCode, { 'x-error': err.code });
-        res.end();
-      },
-    );
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  cleanups.push(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-    await proxy.close(0);
-  });
-  return (server.address() as AddressInfo).port;
+  const served = await serveProxy(proxy);
+  cleanups.push(() => served.close());
+  return served.port;
 }
 
 describe('a pool that mixes SCGI and FastCGI members', () => {

@@ -4,13 +4,13 @@
 // `maxTries`; a POST is not resent; the client going away ends the wait with no timer left.
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createScgiServer, ScgiProxy, type ScgiProxyOptions } from '../src/index.js';
-import { get } from './http-client.js';
+import { get, serveProxy } from './http-client.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scgi-rl-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -31,29 +31,12 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A node:http front; a failure answers its status with the code in `x-error`. */
+/** A node:http front over a new proxy (serveProxy), closed after the test. */
 async function front(opts: ScgiProxyOptions) {
   const proxy = new ScgiProxy(opts);
-  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    proxy.request(req, { res }).then(
-      (r) => {
-        res.writeHead(r.statusCode, r.headers);
-        r.body.pipe(res);
-      },
-      (err: { statusCode: number; code: string }) => {
-        if (res.destroyed) return;
-        res.writeHead(err.statusCode, { 'x-error': err.code });
-        res.end();
-      },
-    );
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  cleanups.push(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-    await proxy.close(0);
-  });
-  return { proxy, port: (server.address() as AddressInfo).port };
+  const served = await serveProxy(proxy);
+  cleanups.push(() => served.close());
+  return { proxy, port: served.port };
 }
 
 function backendAt(path: string): Promise<NetServer> {
