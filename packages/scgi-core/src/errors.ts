@@ -65,8 +65,9 @@ export interface ScgiErrorConstructor {
  *   (no file descriptor left, a spool file that cannot be read) or the client's never does.
  * - `retry`: whether the request may go to another backend. `'connect'`: nothing was sent, so
  *   always; `'replayable'`: only when the request can be sent again (an idempotent method, a body
- *   held in memory or a spool file) and nothing reached the client, even if part of a response head had arrived (nginx's
- *   `non_idempotent` rule, and its `error` case "reading the response header");
+ *   held in memory or a spool file) and nothing reached the client, even if part of a response
+ *   head had arrived (nginx's `non_idempotent` rule, and its `error` case "reading the response
+ *   header");
  *   `'unprocessed'`: the backend said it did not process the request (FastCGI `OVERLOADED`), so
  *   for any method whose body can be sent again; `'fresh'`: a kept connection that the backend
  *   had closed between requests (PHP-FPM's `pm.max_requests`, a restart): once more on a new

@@ -426,14 +426,12 @@ export class ScgiProxy {
     const protocols = this.pool.protocols;
     const firstProtocol = protocols[0];
     const firstHead =
-      firstProtocol === undefined
-        ? null
-        : firstProtocol.encodeRequestHead(env, length, keep && firstProtocol.keepsConnections);
+      firstProtocol === undefined ? null : encodeHead(firstProtocol, env, length, keep);
     let otherHeads: Map<WireProtocol, Buffer> | null = null;
     for (let i = 1; i < protocols.length; i++) {
       const p = protocols[i]!;
       if (otherHeads === null) otherHeads = new Map();
-      otherHeads.set(p, p.encodeRequestHead(env, length, keep && p.keepsConnections));
+      otherHeads.set(p, encodeHead(p, env, length, keep));
     }
 
     const key =
@@ -463,11 +461,7 @@ export class ScgiProxy {
           // Every backend failed as a restarting one does: wait, then a new round on the same
           // backends. A round in which nothing was usable ends it (backends marked down stay out
           // for failTimeout, longer than a wait is worth).
-          if (
-            tried.size === 0 ||
-            !this.#mayWait(lastError, lastAnswered, resendable, deadline, attempt) ||
-            !this.#restarting(tried)
-          )
+          if (!this.#mayWait(lastError, lastAnswered, resendable, tried, deadline, attempt))
             throw lastError;
           await retryPause(this.options.retryDelay, deadline, watch, lastError);
           tried.clear();
@@ -482,11 +476,7 @@ export class ScgiProxy {
       if (requestHead === undefined || requestHead === null) {
         // A member of another protocol joined while this request waited (setUpstream).
         try {
-          requestHead = backend.protocol.encodeRequestHead(
-            env,
-            length,
-            keep && backend.protocol.keepsConnections,
-          );
+          requestHead = encodeHead(backend.protocol, env, length, keep);
           if (otherHeads === null) otherHeads = new Map();
           otherHeads.set(backend.protocol, requestHead);
         } catch (err) {
@@ -574,35 +564,35 @@ export class ScgiProxy {
     }
   }
 
-  /** A failed request may wait `retryDelay` and go to the same backends again. */
+  /**
+   * A failed request may wait `retryDelay` and go to the same backends again: the failure looks
+   * like a restart (failure-policy.ts), the bounds allow another attempt, and some backend of the
+   * round may still be restarting: it has not been failing for longer than `retryTimeout` (or it
+   * just had a success). Past that it is down, not restarting, and its requests get their 502 at
+   * once instead of each waiting `retryTimeout`; each still tries it once, so the first success
+   * ends the outage. A round in which nothing was usable (`tried` empty) ends it too.
+   */
   #mayWait(
     err: ScgiError,
     answered: boolean,
     resendable: boolean,
+    tried: ReadonlySet<Backend>,
     deadline: number,
     attempt: number,
   ): boolean {
     const o = this.options;
-    return (
-      o.retryDelay > 0 &&
-      o.retryTimeout > 0 &&
-      (o.maxTries === 0 || attempt <= o.maxTries) &&
-      Date.now() < deadline &&
-      !this.#closing &&
-      mayRetryLater(err, resendable, answered)
-    );
-  }
-
-  /**
-   * Some backend of the round may be restarting: it has not been failing for longer than
-   * `retryTimeout` (or it just had a success). Past that it is down, not restarting, and its
-   * requests get their 502 at once instead of each waiting `retryTimeout`; each still tries it
-   * once, so the first success ends the outage.
-   */
-  #restarting(tried: ReadonlySet<Backend>): boolean {
     const now = Date.now();
-    const limit = this.options.retryTimeout;
-    for (const b of tried) if (b.failingSince === 0 || now - b.failingSince < limit) return true;
+    if (
+      o.retryDelay === 0 ||
+      o.retryTimeout === 0 ||
+      (o.maxTries > 0 && attempt > o.maxTries) ||
+      now >= deadline ||
+      this.#closing ||
+      !mayRetryLater(err, resendable, answered)
+    )
+      return false;
+    for (const b of tried)
+      if (b.failingSince === 0 || now - b.failingSince < o.retryTimeout) return true;
     return false;
   }
 
@@ -655,6 +645,16 @@ function bodyLength(body: ExchangeBody): number {
     case 'spooled':
       return body.spool.length;
   }
+}
+
+/** The request head as `protocol` frames it; a kept connection only where the protocol keeps one. */
+function encodeHead(
+  protocol: WireProtocol,
+  env: readonly EnvPair[],
+  length: number,
+  keepAlive: boolean,
+): Buffer {
+  return protocol.encodeRequestHead(env, length, keepAlive && protocol.keepsConnections);
 }
 
 /**
