@@ -36,6 +36,7 @@ import { bindSocket, releaseSocket, type SocketUser } from '../upstream/connect.
 import type { KeepAliveSet } from '../upstream/keep-alive.js';
 import type { Outcome } from '../upstream/pool.js';
 import { chargesBackend } from './failure-policy.js';
+import type { InFlightLink } from './in-flight.js';
 import type { ResolvedProxyOptions } from './options.js';
 import type { ResponseDecoder, ResponseSink, WireProtocol } from './protocol.js';
 import {
@@ -107,7 +108,11 @@ export interface ExchangeRequest {
   readonly reuse?: boolean;
 }
 
-export class Exchange implements SocketUser {
+export class Exchange implements SocketUser, InFlightLink<Exchange> {
+  /** The proxy's list of exchanges in flight (engine/in-flight.ts). @internal */
+  inFlightPrev: Exchange | null = null;
+  /** @internal */
+  inFlightNext: Exchange | null = null;
   readonly #opts: ResolvedProxyOptions;
   readonly #address: UpstreamAddress;
   readonly #onDone: (outcome: Outcome) => void;

@@ -34,6 +34,7 @@ import { channels, requestTracing, traceRequest } from './diagnostics.js';
 import { Exchange, type ExchangeBody, type ScgiResponse } from './exchange.js';
 import { mayRetryElsewhere, mayRetryFresh, mayRetryLater } from './failure-policy.js';
 import { healthReport, type ProxyHealth } from './health-report.js';
+import { InFlightList } from './in-flight.js';
 import {
   type ResolvedProxyOptions,
   resolveProxyOptions,
@@ -114,7 +115,7 @@ let nextId = 0;
 export class ScgiProxy {
   readonly options: ResolvedProxyOptions;
   readonly pool: UpstreamPool;
-  readonly #inFlight = new Set<Exchange>();
+  readonly #inFlight = new InFlightList<Exchange>();
   readonly #health: HealthChecker | null;
   /** The configured entries and their resolved names; null with `spawn`. */
   readonly #members: Membership | null;
@@ -205,8 +206,7 @@ export class ScgiProxy {
   #drainAddress(address: UpstreamAddress): Promise<void> {
     return new Promise<void>((resolve) => {
       const check = () => {
-        for (const ex of this.#inFlight) if (ex.address === address) return;
-        finish();
+        if (!this.#inFlight.some((ex) => ex.address === address)) finish();
       };
       const finish = () => {
         clearTimeout(timer);
@@ -619,7 +619,7 @@ export class ScgiProxy {
   #drain(grace: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
-        for (const ex of [...this.#inFlight]) ex.destroy(new ClosingError());
+        for (const ex of this.#inFlight.toArray()) ex.destroy(new ClosingError());
         resolve();
       }, grace);
       timer.unref();

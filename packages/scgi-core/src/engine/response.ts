@@ -158,11 +158,11 @@ export function recycleBodyBuffer(response: ScgiResponse): void {
 /**
  * The adapter handed the collected body on to what writes it (Fastify's `reply.send`, Node's
  * `res.end`) and reads it no more: the response lets go of it, and `bodyBuffer` is null from
- * then on. A finished response's objects stay reachable for the young-generation GC for a while
- * after the exchange (measured: they are promoted to the old generation, with the request's
- * other objects), and with them a 64 KiB body's ArrayBuffer, which V8 counts against the old
- * generation's limit: on the 64k case `--trace-gc` showed a mark-compact every ~100 ms, 6 to 7
- * in 3 s once the response let go. Not for a pooled body (`recycleBodyBuffer` needs it).
+ * then on. The response object may outlive the exchange (a hook or the caller keeps it), and a
+ * 64 KiB body's ArrayBuffer need not outlive it with it: V8 counts a promoted ArrayBuffer against
+ * the old generation's limit (when every request's objects were promoted, before
+ * engine/in-flight.ts, `--trace-gc` showed a mark-compact every ~100 ms on the 64k case, and 6 to 7
+ * in 3 s once the response let go). Not for a pooled body (`recycleBodyBuffer` needs it).
  * @internal
  */
 export function releaseBodyBuffer(response: ScgiResponse): void {
