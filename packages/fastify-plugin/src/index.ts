@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { EnvPair, ScgiError, ScgiLogger, ScgiProxy, ScgiResponse } from 'scgi-core';
 import {
+  afterBodySent,
   applyResponseHead,
   BODY_PARSER_FIX,
   checkMountPrefix,
@@ -15,7 +16,6 @@ import {
   onEarlyBodyFailure,
   parsedBodyGuard,
   refuseConnect,
-  releaseBodyBuffer,
   resolveExchangeLog,
   resolveMountMethods,
   routableUrl,
@@ -25,6 +25,7 @@ import {
 } from 'scgi-core/adapter';
 import { passContentType, restoreContentType } from './content-type.js';
 import { ADAPTER_KEYS, type FastifyScgiOptions, type ReplyScgiOptions } from './options.js';
+import { mayRecycle } from './recycle.js';
 
 export { scgiHealthRoute } from './health.js';
 export type * from './options.js';
@@ -88,6 +89,7 @@ async function fastifyScgiPlugin(
       void fail(err as ScgiError);
       return reply;
     }
+    const recycle = onResponse === undefined && mayRecycle(reply);
     engine
       .request(raw, {
         scriptName: opts.scriptName ?? (routed ? mount : ''),
@@ -96,14 +98,15 @@ async function fastifyScgiPlugin(
         res: reply.raw,
         rewriteEnv: rewriteEnv === undefined ? undefined : (env) => rewriteEnv(env, request),
         requestId: request.id,
+        recycleBody: recycle,
       })
       .then((response) => {
         applyResponseHead(replyTarget(reply), response);
         // Also when onResponse sends something else itself.
         if (level !== null) logExchangeWhenOver(request.log, level, response);
-        if (onResponse === undefined) return sendBody(reply, response);
+        if (onResponse === undefined) return sendBody(reply, response, recycle);
         return Promise.resolve(onResponse(request, reply, response)).then(() => {
-          if (!reply.sent) sendBody(reply, response);
+          if (!reply.sent) sendBody(reply, response, false);
         });
       }, fail)
       .catch((err: Error) => (reply.sent ? reply.raw.destroy(err) : reply.send(err)));
@@ -173,13 +176,13 @@ function replyTarget(reply: FastifyReply): HeadTarget {
 }
 
 /** A small body collected whole goes out as one Buffer; anything else streams. */
-function sendBody(reply: FastifyReply, response: ScgiResponse): void {
+function sendBody(reply: FastifyReply, response: ScgiResponse, recycle: boolean): void {
   const buf = response.bodyBuffer;
   // Fastify labels a Buffer without a type application/octet-stream; a CGI response without a
   // Content-Type must reach the client without one, so such a body takes the stream path.
   if (buf !== null && (buf.length === 0 || response.headers['content-type'] !== undefined)) {
     reply.send(buf.length === 0 ? undefined : buf);
-    releaseBodyBuffer(response);
+    afterBodySent(reply.raw, response, recycle);
     return;
   }
   // A body that fails before its first byte reaches Fastify's error handler (its listener comes

@@ -30,6 +30,7 @@ export {
   requestBodyConsumed,
 } from './http/parsed-body.js';
 export {
+  afterBodySent,
   applyResponseHead,
   type HeadTarget,
   nodeHeadTarget,

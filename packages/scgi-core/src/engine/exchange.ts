@@ -27,7 +27,7 @@ import {
   UpstreamClosedError,
   UpstreamResetError,
 } from '../errors.js';
-import { takeBodyBuffer } from '../http/body-pool.js';
+import { isPoolSize, takeBodyBuffer } from '../http/body-pool.js';
 import { pumpBody } from '../http/request-body.js';
 import type { SpooledBody } from '../http/spool.js';
 import type { CgiResponseHead } from '../types.js';
@@ -579,7 +579,7 @@ export class Exchange implements SocketUser, InFlightLink<Exchange> {
       data,
       null,
     );
-    if (this.#poolBody) markBodyPooled(response);
+    if (this.#poolBody && isPoolSize(data.length)) markBodyPooled(response);
     this.#onHead?.(response);
     this.#responseDone();
     this.#resolve(response);

@@ -169,6 +169,11 @@ export function releaseBodyBuffer(response: ScgiResponse): void {
   if (response instanceof Response && !pooledBodies.has(response)) response.bodyBuffer = null;
 }
 
+/** The response's `bodyBuffer` may come from the pool (`recycleBodyBuffer` would take it back). @internal */
+export function bodyIsPooled(response: ScgiResponse): boolean {
+  return pooledBodies.has(response);
+}
+
 /** Responses whose `bodyBuffer` came from the pool and was not given back yet. */
 const pooledBodies = new WeakSet<ScgiResponse>();
 

@@ -20,9 +20,14 @@ const ours = new WeakMap<ArrayBufferLike, Buffer>();
 /** Buffers in `free` now: a buffer given back twice must not be handed out twice. */
 const inPool = new WeakSet<ArrayBufferLike>();
 
+/** `takeBodyBuffer` serves this size from the pool. */
+export function isPoolSize(size: number): boolean {
+  return size >= MIN_POOLED && size <= POOLED_SIZE;
+}
+
 /** A buffer of `size` bytes: pooled when the size suits, else a plain new one. */
 export function takeBodyBuffer(size: number): Buffer {
-  if (size < MIN_POOLED || size > POOLED_SIZE) return Buffer.allocUnsafe(size);
+  if (!isPoolSize(size)) return Buffer.allocUnsafe(size);
   let whole = free.pop();
   if (whole === undefined) {
     whole = Buffer.allocUnsafeSlow(POOLED_SIZE);

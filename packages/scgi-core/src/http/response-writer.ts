@@ -9,7 +9,12 @@
 import { type OutgoingMessage, ServerResponse } from 'node:http';
 import { finished } from 'node:stream';
 import type { ProxiedResponse } from '../engine/proxy.js';
-import { recycleBodyBuffer, releaseBodyBuffer, type ScgiResponse } from '../engine/response.js';
+import {
+  bodyIsPooled,
+  recycleBodyBuffer,
+  releaseBodyBuffer,
+  type ScgiResponse,
+} from '../engine/response.js';
 import { errorResponseHeaders, type ScgiError } from '../errors.js';
 
 /**
@@ -130,14 +135,7 @@ export function writeResponse(
   if (buf !== null) {
     // The engine already made HEAD, 204 and 304 answers empty.
     (res as ServerResponse).end(buf.length === 0 ? undefined : buf);
-    // 'finish': every byte went to the kernel, so Node holds the buffer no more; with Node's own
-    // `res.end`, nothing else got it (compression or session middleware wrap `res.end` and may
-    // keep it). Without 'finish' (client gone) it is left to the GC.
-    if (options.recycle === true && plainEnd(res)) {
-      res.once('finish', () => recycleBodyBuffer(response));
-    } else {
-      releaseBodyBuffer(response);
-    }
+    afterBodySent(res, response, options.recycle === true);
     return;
   }
   const body = response.body;
@@ -155,6 +153,26 @@ export function writeResponse(
     if (!body.readableEnded) body.destroy();
   });
   (body as unknown as { pipe(dest: ProxiedResponse): void }).pipe(res);
+}
+
+/**
+ * The collected body went to `res.end` (by the caller, or a framework's send): back to the pool
+ * once Node wrote it all out, when `recycle` (the request asked for `recycleBody` and no user code
+ * got the response) and `res.end` is Node's own; else the response lets go of it
+ * (`releaseBodyBuffer`). 'finish': every byte went to the kernel, so Node holds the buffer no more;
+ * with Node's own `res.end` nothing else got it (compression or session middleware wrap `res.end`
+ * and may keep it). Without 'finish' (client gone) the buffer is left to the GC.
+ */
+export function afterBodySent(
+  res: ProxiedResponse | OutgoingMessage,
+  response: ScgiResponse,
+  recycle: boolean,
+): void {
+  if (recycle && bodyIsPooled(response) && plainEnd(res)) {
+    res.once('finish', () => recycleBodyBuffer(response));
+  } else {
+    releaseBodyBuffer(response);
+  }
 }
 
 const NODE_END = ServerResponse.prototype.end;
