@@ -174,9 +174,9 @@ describe('encodeScgiHead', () => {
 
   describe('errors', () => {
     const many = (extra: Record<string, EnvValue>) => {
-      // More than 24 names takes the Set path of duplicate detection.
+      // More than 32 names takes the Set path of duplicate detection.
       const env: Array<[string, EnvValue]> = [['CONTENT_LENGTH', '0']];
-      for (let i = 0; i < 30; i++) env.push([`HTTP_X_${i}`, 'v']);
+      for (let i = 0; i < 40; i++) env.push([`HTTP_X_${i}`, 'v']);
       return [...env, ...Object.entries(extra)];
     };
     const cl = (v: EnvValue): EnvPair => ['CONTENT_LENGTH', v];
@@ -351,6 +351,36 @@ describe('properties', () => {
     env.splice(c.clAt % (env.length + 1), 0, ['CONTENT_LENGTH', String(c.contentLength)]);
     return env;
   };
+
+  it('refuses a repeated name, naming the first one repeated, on both detection paths', () => {
+    // Few letters and lengths: names that share a length and hash slot, and repeats.
+    const shortName = fc.string({
+      unit: fc.constantFrom('A', 'B', '_'),
+      minLength: 1,
+      maxLength: 3,
+    });
+    fc.assert(
+      fc.property(fc.array(shortName, { maxLength: 45 }), (names) => {
+        const env: EnvPair[] = [['CONTENT_LENGTH', '0'], ...names.map((n): EnvPair => [n, 'v'])];
+        const firstRepeat = names.find((n, i) => names.indexOf(n) < i);
+        let thrown: unknown = null;
+        try {
+          encodeScgiHead(env);
+        } catch (err) {
+          thrown = err;
+        }
+        if (firstRepeat === undefined) {
+          expect(thrown).toBeNull();
+        } else {
+          expect((thrown as ScgiError).code).toBe(DUPLICATE);
+          expect((thrown as ScgiError).message).toBe(
+            `SCGI header ${firstRepeat} appears more than once`,
+          );
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
 
   it('roundtrips any environment through encode and decode', () => {
     fc.assert(
