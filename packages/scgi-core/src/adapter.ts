@@ -17,7 +17,7 @@ export {
   type NamedUpstreams,
   ScgiProxySet,
 } from './engine/proxy-set.js';
-export { recycleBodyBuffer, releaseBodyBuffer } from './engine/response.js';
+export { recycleBodyBuffer } from './engine/response.js';
 export { errorResponseHeaders } from './errors.js';
 export { refuseConnect, serverOf, tieToServer } from './http/connect-method.js';
 export { checkMountPrefix, resolveMountMethods, routableUrl } from './http/mount.js';
