@@ -254,13 +254,15 @@ export class Exchange implements SocketUser, InFlightLink<Exchange> {
 
     if (!this.#raw) this.#decoder = this.#protocol.createDecoder(this.#sink);
     const body = this.#reqBody;
+    if (body.kind === 'none') {
+      // One write: corking it would only add Node's buffering round for nothing.
+      socket.write(this.#requestHead);
+      this.#sent();
+      return;
+    }
     socket.cork();
     socket.write(this.#requestHead);
     switch (body.kind) {
-      case 'none':
-        socket.uncork();
-        this.#sent();
-        break;
       case 'buffer':
         this.#writeBody(socket, body.data);
         this.#endBody(socket);

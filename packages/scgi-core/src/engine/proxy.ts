@@ -293,12 +293,15 @@ export class ScgiProxy {
       const onClose = () => {
         if (!res.writableFinished) watch.abort(new RequestAbortedError('the client went away'));
       };
-      res.once('close', onClose);
+      // `on`, not `once`: 'close' comes once, and once's wrapper is two more objects per request.
+      res.on('close', onClose);
       detachRes = () => res.removeListener('close', onClose);
     }
     let body: ExchangeBody | null = null;
     try {
-      body = await this.#prepareBody(req, opts, watch);
+      // Only a body to read first (spooled) waits: a request without one goes on in this tick.
+      const prepared = this.#prepareBody(req, opts, watch);
+      body = prepared instanceof Promise ? await prepared : prepared;
       const response = await this.#send(req, opts, body, watch, id, requestId);
       const b = body;
       if (response.bodyBuffer !== null) {
@@ -346,11 +349,11 @@ export class ScgiProxy {
     );
   }
 
-  async #prepareBody(
+  #prepareBody(
     req: ProxiedRequest,
     opts: ScgiRequestOptions,
     watch: ClientWatch,
-  ): Promise<ExchangeBody> {
+  ): ExchangeBody | Promise<ExchangeBody> {
     const o = this.options;
     // Node's HTTP/1 parser also takes `HTTP/2.0` and `HTTP/0.9` request lines; only HTTP/1.x,
     // and HTTP/2 from Node's http2 module (it has a stream), are forwarded (505, as nginx).
@@ -384,7 +387,7 @@ export class ScgiProxy {
     }
     const known = requestBodyLength(req);
     if (known === null || (this.pool.keeps && known > 0 && known <= KEPT_BODY_LIMIT)) {
-      const spool = await spoolBody(
+      return spoolBody(
         req as Readable,
         {
           // A small body read for a kept connection stays in memory whatever spoolMemory says.
@@ -394,8 +397,7 @@ export class ScgiProxy {
           idleTimeout: o.idleTimeout,
         },
         watch.signal(),
-      );
-      return { kind: 'spooled', spool };
+      ).then((spool): ExchangeBody => ({ kind: 'spooled', spool }));
     }
     if (known > o.maxBodySize) throw new BodyTooLargeError(o.maxBodySize);
     return known === 0 ? NO_BODY : { kind: 'stream', stream: req as Readable, length: known };
@@ -442,7 +444,8 @@ export class ScgiProxy {
     const replayable = body.kind !== 'stream';
     const resendable = replayable && IDEMPOTENT.has(req.method ?? '');
     const deadline = o.retryTimeout > 0 ? Date.now() + o.retryTimeout : Number.POSITIVE_INFINITY;
-    const tried = new Set<Backend>();
+    // Made on the first failure: most requests never retry, and a Set is a large allocation.
+    let tried: Set<Backend> | null = null;
     let lastError: ScgiError | null = null;
     /** Some response bytes of the last failed attempt had arrived (not a restart then). */
     let lastAnswered = false;
@@ -453,7 +456,7 @@ export class ScgiProxy {
       let backend: Backend;
       try {
         if (watch.reason !== null) throw watch.reason;
-        const picked = this.pool.acquire(key, tried, watch);
+        const picked = this.pool.acquire(key, tried ?? NOTHING_TRIED, watch);
         backend = picked instanceof Backend ? picked : await picked;
       } catch (err) {
         // Nothing left to try after a failure: the failure is the answer (502/504), not a 503.
@@ -461,16 +464,24 @@ export class ScgiProxy {
           // Every backend failed as a restarting one does: wait, then a new round on the same
           // backends. A round in which nothing was usable ends it (backends marked down stay out
           // for failTimeout, longer than a wait is worth).
-          if (!this.#mayWait(lastError, lastAnswered, resendable, tried, deadline, attempt))
+          if (
+            !this.#mayWait(
+              lastError,
+              lastAnswered,
+              resendable,
+              tried ?? NOTHING_TRIED,
+              deadline,
+              attempt,
+            )
+          )
             throw lastError;
           await retryPause(this.options.retryDelay, deadline, watch, lastError);
-          tried.clear();
+          tried?.clear();
           attempt--; // no exchange was made this time round
           continue;
         }
         throw err;
       }
-      tried.add(backend);
       let requestHead =
         backend.protocol === firstProtocol ? firstHead : otherHeads?.get(backend.protocol);
       if (requestHead === undefined || requestHead === null) {
@@ -547,10 +558,11 @@ export class ScgiProxy {
           // Once, on a new connection, to any backend (this one too), and not counted as a try.
           freshUsed = true;
           fresh = true;
-          tried.delete(backend);
           attempt--;
           continue;
         }
+        if (tried === null) tried = new Set();
+        tried.add(backend);
         const mayRetry = mayRetryElsewhere(e, resendable, exchange.responseStarted, replayable);
         if (
           !mayRetry ||
@@ -632,6 +644,8 @@ export class ScgiProxy {
 }
 
 const NO_BODY: ExchangeBody = { kind: 'none' };
+/** `tried` of a request's first attempt. */
+const NOTHING_TRIED: ReadonlySet<Backend> = new Set();
 const SPAWN_HEALTH_CHECK = resolveHealthCheck({ interval: 1000, timeout: 1000 })!;
 
 function bodyLength(body: ExchangeBody): number {
