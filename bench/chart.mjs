@@ -36,6 +36,7 @@ const COLORS = {
   'reply-from': '#e07b1a',
   'uwsgi-http': '#8e6bbf',
   'node-floor': '#b5b5b5',
+  'fastify-floor': '#cfcfcf',
   'fastify-alone': '#a9c9e8',
   'express-alone': '#9fd3ad',
   'nginx-2w': '#222222',

@@ -1,5 +1,6 @@
 // Smoke tests of the benchmark suite: `bench/run.mjs --quick` starts uWSGI, a fastify-scgi front
 // and nginx, each also on 2 workers (nginx's master + 2 workers, fastify-scgi under node:cluster),
+// and the SCGI floors under Node's http and under a Fastify route (bench/lib/floor.mjs),
 // loads each for a second and writes its JSON. It checks that the suite runs, that every front
 // answered and that the 2-worker fastify-scgi is compared with nginx on 2 workers; never a timing
 // (a loaded CI machine may be arbitrarily slow). The FastCGI smoke does the same with PHP-FPM and
@@ -47,7 +48,7 @@ describe.skipIf(!has('uwsgi') || !has('nginx'))('bench/run.mjs', () => {
   const dir = makeTempDir('scgi-bs-');
   afterAll(() => removeTempDir(dir));
 
-  it('runs --quick for fastify-unix and nginx, on 1 and 2 workers, exits 0 and records positive req/s for each', async () => {
+  it('runs --quick for fastify-unix and nginx, on 1 and 2 workers, and the two SCGI floors, exits 0 and records positive req/s for each', async () => {
     // Written to a temp dir, so a smoke run never replaces the figures of a real run.
     const out = join(dir, 'latest.json');
     const { stdout } = await promisify(execFile)(
@@ -58,7 +59,7 @@ describe.skipIf(!has('uwsgi') || !has('nginx'))('bench/run.mjs', () => {
         '--cases',
         'tiny',
         '--fronts',
-        'fastify-unix,nginx,nginx-2w,fastify-2w',
+        'fastify-unix,nginx,nginx-2w,fastify-2w,node-floor,fastify-floor',
         '--out',
         out,
       ],
@@ -70,7 +71,14 @@ describe.skipIf(!has('uwsgi') || !has('nginx'))('bench/run.mjs', () => {
     expect(result.quick).toBe(true);
     expect(result.cases.map((c) => c.name)).toEqual(['tiny']);
     const fronts = result.cases[0]!.fronts;
-    expect(Object.keys(fronts)).toEqual(['fastify-unix', 'nginx', 'nginx-2w', 'fastify-2w']);
+    expect(Object.keys(fronts)).toEqual([
+      'fastify-unix',
+      'nginx',
+      'node-floor',
+      'fastify-floor',
+      'nginx-2w',
+      'fastify-2w',
+    ]);
     for (const front of Object.values(fronts)) {
       expect(front.rounds).toHaveLength(1);
       const round = front.rounds[0]!;

@@ -102,6 +102,16 @@ export const FRONTS = Object.freeze({
     args: unixUpstream,
     cases: SMALL_CASES,
   },
+  // The same floor under a Fastify route: what any SCGI plugin for Fastify can reach.
+  'fastify-floor': {
+    label: 'bare Node loop in a Fastify route (floor, not a proxy)',
+    kind: 'node',
+    backend: 'scgi',
+    script: 'fastify-floor.mjs',
+    args: unixUpstream,
+    // Tiny only: its naive body handling (chunks concatenated) is no floor for 64 KiB.
+    cases: Object.freeze(['tiny']),
+  },
   // Node's http answering itself: with fastify-alone, what the framework costs per request.
   'node-alone': {
     label: 'Node http alone (no proxy, no framework)',
