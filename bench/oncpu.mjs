@@ -11,8 +11,8 @@
  * Prints µs per request for each front: the kernel, JavaScript by owner (scgi-core, the
  * adapters, Fastify, undici, Node's own modules), V8 (inline caches and other builtins, the
  * runtime, the compiler, the GC), Node's and libuv's C++, libc; then each front's busiest
- * symbols. All fronts run at once against the same backends (bench/lib/fronts.mjs), each loaded in
-turn, in rounds whose order alternates; the figures add up the rounds.
+ * symbols. All fronts run at once against the same backends (bench/lib/fronts.mjs), each loaded
+ * in turn, in rounds whose order alternates; the figures add up the rounds.
  * Needs `perf` (Debian `linux-perf`) and the right to sample a process (root, or
  * kernel.perf_event_paranoid <= 1 for user space only). Not part of `npm run bench`: a tool for
  * the closing evidence the developers' guide asks for (floor and product side by side).
