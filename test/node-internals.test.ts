@@ -1,15 +1,49 @@
 /**
- * The one Node internal the adapters read (scgi-core http/connect-method.ts `serverOf`): Node
- * offers no public way from a request to the server it came in on, and express-scgi needs the
- * server to answer CONNECT and to close with it. This fails when Node stops setting it, so the
- * change is seen here and not as CONNECT requests closed unanswered.
+ * Node internals this project depends on, checked so that a change in Node shows up here first:
+ *
+ * - The one internal the adapters read (scgi-core http/connect-method.ts `serverOf`). Node
+ *   offers no public way from a request to the server it came in on, and express-scgi needs the
+ *   server to answer CONNECT and to close with it. Without this check, the change would show up
+ *   as CONNECT requests closed unanswered.
+ * - How `process.nextTick` loses its fast path after a full GC, which scgi-core prevents
+ *   (engine/tick-shape.ts). The check reads V8's feedback through `%DebugPrint` in a child
+ *   process.
  */
+import { execFile } from 'node:child_process';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serverOf } from 'scgi-core/adapter';
 import { describe, expect, it } from 'vitest';
 
-describe('Node internals the adapters rely on', () => {
+const ROOT = new URL('..', import.meta.url);
+
+/**
+ * The feedback states of the computed keys in nextTick's tick literal, after ticks, a full GC
+ * with no tick queued, then one more tick; with `load`, scgi-core (built) is imported first.
+ */
+async function tickLiteralStates(load: boolean): Promise<string[]> {
+  const script = `
+    if (${load}) await import('scgi-core');
+    for (let i = 0; i < 200; i++) process.nextTick(() => {});
+    await new Promise((r) => setImmediate(r));
+    globalThis.gc();
+    globalThis.gc();
+    process.nextTick(() => {});
+    await new Promise((r) => setImmediate(r));
+    new Function('f', '%DebugPrint(f)')(process.nextTick);
+  `;
+  const stdout = await new Promise<string>((resolve, reject) =>
+    execFile(
+      process.execPath,
+      ['--allow-natives-syntax', '--expose-gc', '--input-type=module', '-e', script],
+      { cwd: ROOT, maxBuffer: 16 << 20 },
+      (err, out) => (err ? reject(err) : resolve(out)),
+    ),
+  );
+  return [...stdout.matchAll(/DefineKeyedOwnPropertyInLiteral (\w+)/g)].map((m) => m[1]!);
+}
+
+describe('Node internals this project relies on', () => {
   it('an accepted request socket names its server (`socket.server`)', async () => {
     let seen: unknown = null;
     const server = createServer((req, res) => {
@@ -31,5 +65,17 @@ describe('Node internals the adapters rely on', () => {
     });
     await new Promise<void>((r) => server.close(() => r()));
     expect(seen).toBe(server);
+  });
+
+  it('a full GC between ticks sends nextTick megamorphic, unless scgi-core keeps a tick object', async () => {
+    const [without, withCore] = await Promise.all([
+      tickLiteralStates(false),
+      tickLiteralStates(true),
+    ]);
+    // Node 20: the maps of the tick literal are freed, the next tick's differ from those recorded.
+    expect(without).toContain('MEGAMORPHIC');
+    // Four computed or named keys are added: async_id, trigger_async_id, callback, args.
+    expect(withCore.length).toBeGreaterThanOrEqual(4);
+    expect(withCore.every((state) => state === 'MONOMORPHIC')).toBe(true);
   });
 });

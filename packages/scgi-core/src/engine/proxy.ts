@@ -44,6 +44,7 @@ import {
 } from './options.js';
 import type { WireProtocol } from './protocol.js';
 import { Response, UpstreamBody } from './response.js';
+import { keepTickShape } from './tick-shape.js';
 
 export type ProxiedRequest = IncomingMessage | Http2ServerRequest;
 export type ProxiedResponse = ServerResponse | Http2ServerResponse;
@@ -81,6 +82,9 @@ export interface ScgiRequestOptions {
 }
 
 export type { ScgiResponse } from './exchange.js';
+
+// Node's nextTick stays fast only while one tick object is alive: see engine/tick-shape.ts.
+keepTickShape();
 
 /** A Transfer-Encoding of chunked alone (Node joins repeated lines with ", "). */
 const CHUNKED_ONLY = /^[\t ]*chunked[\t ]*$/i;
