@@ -94,3 +94,34 @@ describe('off by default', () => {
     }
   });
 });
+
+describe('an adapter id the SCGI head cannot carry', () => {
+  it('fails with SCGI_ERR_HEAD_NUL before any backend is asked, as any other NUL in the head', async () => {
+    let asked = 0;
+    const counting = createScgiServer((req) => {
+      asked++;
+      req.socket.end('Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nok');
+    });
+    await new Promise<void>((r) => counting.listen(0, '127.0.0.1', r));
+    const port = (counting.address() as AddressInfo).port;
+    const app = Fastify({ logger: false, genReqId: () => 'id\0with-nul' });
+    await app.register(fastifyScgi, {
+      upstream: `127.0.0.1:${port}`,
+      prefix: '/app',
+      requestIdHeader: 'X-Request-Id',
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const res = await rawRequest(
+        `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
+        'GET /app/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+      );
+      expect(res.statusCode).toBe(400);
+      expect(JSON.parse(res.body.toString()).code).toBe('SCGI_ERR_HEAD_NUL');
+      expect(asked).toBe(0);
+    } finally {
+      await app.close();
+      await new Promise<void>((r) => counting.close(() => r()));
+    }
+  });
+});

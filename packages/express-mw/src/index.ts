@@ -93,24 +93,38 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
         rewriteEnv: rewriteEnv === undefined ? undefined : (env) => rewriteEnv(env, req),
         recycleBody: recycle,
       })
+      // Both handlers catch what they throw themselves: no `.catch` after them, whose promise
+      // would be one more microtask per request.
       .then(
         (response) => {
-          if (logger !== null && level !== null) logExchangeWhenOver(logger, level, response);
-          // A body that fails before its first byte is an error answer, as before the head.
-          const onEarlyFailure = (err: ScgiError) => fail(err, req, res, next);
-          if (onResponse === undefined) {
-            writeResponse(res, response, { recycle, onEarlyFailure });
-            return;
+          const crash = (err: unknown) => fail(err as ScgiError, req, res, next);
+          try {
+            if (logger !== null && level !== null) logExchangeWhenOver(logger, level, response);
+            // A body that fails before its first byte is an error answer, as before the head.
+            const onEarlyFailure = (err: ScgiError) => fail(err, req, res, next);
+            if (onResponse === undefined) {
+              writeResponse(res, response, { recycle, onEarlyFailure });
+              return;
+            }
+            applyResponseHead(nodeHeadTarget(res), response);
+            Promise.resolve(onResponse(req, res, response))
+              .then((go) => {
+                // The head is already on `res` (and maybe changed by the hook): keep it as it is.
+                if (go !== false) writeResponse(res, response, { head: false, onEarlyFailure });
+              })
+              .catch(crash);
+          } catch (err) {
+            crash(err);
           }
-          applyResponseHead(nodeHeadTarget(res), response);
-          return Promise.resolve(onResponse(req, res, response)).then((go) => {
-            // The head is already on `res` (and maybe changed by the hook): keep it as it is.
-            if (go !== false) writeResponse(res, response, { head: false, onEarlyFailure });
-          });
         },
-        (err: ScgiError) => fail(err, req, res, next),
-      )
-      .catch((err: Error) => fail(err as ScgiError, req, res, next));
+        (err: ScgiError) => {
+          try {
+            fail(err, req, res, next);
+          } catch (thrown) {
+            fail(thrown as ScgiError, req, res, next);
+          }
+        },
+      );
   };
   // With `spawn`, start the workers now; a failure is reported through ready() and to requests.
   if (options.spawn !== undefined) proxy.ready().catch(() => {});

@@ -1,9 +1,12 @@
+import type { IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { buildCgiEnv } from '../src/cgi/env.js';
 import { ScgiError } from '../src/errors.js';
 import {
   decodeScgiHead,
+  encodeBuiltScgiHead,
   encodeScgiHead,
   type ScgiHead,
   ScgiHeadDecoder,
@@ -461,5 +464,94 @@ describe('properties', () => {
         }
       }),
     );
+  });
+});
+
+describe('encodeBuiltScgiHead', () => {
+  const token = fc.string({
+    unit: fc.constantFrom(...'abcXYZ019-_'.split('')),
+    minLength: 1,
+    maxLength: 12,
+  });
+  // Header values as Node hands them over: latin1, no NUL, CR or LF.
+  const headerValue = fc
+    .uint8Array({ maxLength: 24 })
+    .map((a) =>
+      Buffer.from(a.map((b) => (b === 0 || b === 10 || b === 13 ? 0x20 : b))).toString('latin1'),
+    );
+  const requestArb = fc.record({
+    path: fc.webPath(),
+    query: fc.option(fc.webQueryParameters()),
+    method: fc.constantFrom('GET', 'POST', 'DELETE', 'PROPFIND'),
+    headers: fc.array(fc.tuple(token, headerValue), { maxLength: 12 }),
+    contentLength: fc.option(fc.nat()),
+    // Params may hold any string: one above latin1 sends the head to the checking encoder.
+    params: fc.option(
+      fc.dictionary(
+        token,
+        fc.string({ maxLength: 12 }).filter((v) => !v.includes('\0')),
+      ),
+    ),
+  });
+
+  it('writes the same bytes as encodeScgiHead for any environment buildCgiEnv makes', () => {
+    let built = 0;
+    fc.assert(
+      fc.property(requestArb, (r) => {
+        const req = {
+          method: r.method,
+          url: r.query === null ? r.path : `${r.path}?${r.query}`,
+          httpVersion: '1.1',
+          rawHeaders: r.headers.flat(),
+          headers: {},
+          socket: {
+            remoteAddress: '127.0.0.1',
+            remotePort: 4000,
+            localAddress: '127.0.0.1',
+            localPort: 80,
+          },
+        } as unknown as IncomingMessage;
+        let env: EnvPair[];
+        try {
+          env = buildCgiEnv(req, r.params === null ? {} : { params: Object.entries(r.params) }, {
+            contentLength: r.contentLength,
+          });
+        } catch (err) {
+          // A path or header buildCgiEnv refuses (400s): nothing to encode.
+          expect(err).toBeInstanceOf(ScgiError);
+          return;
+        }
+        built++;
+        expect(encodeBuiltScgiHead(env).equals(encodeScgiHead(env))).toBe(true);
+      }),
+      { numRuns: 500 },
+    );
+    expect(built).toBeGreaterThan(250);
+  });
+
+  it('hands an environment in another order to encodeScgiHead, with its checks', () => {
+    const env: EnvPair[] = [
+      ['SCGI', '1'],
+      ['CONTENT_LENGTH', '3'],
+      ['A', 'b'],
+    ];
+    expect(encodeBuiltScgiHead(env).equals(encodeScgiHead(env))).toBe(true);
+    expect(() =>
+      encodeBuiltScgiHead([
+        ['A', 'x'],
+        ['A', 'y'],
+      ]),
+    ).toThrow(expect.objectContaining({ code: 'SCGI_ERR_HEAD_DUPLICATE' }));
+  });
+
+  it('sends a value above latin1 as UTF-8, as encodeScgiHead does', () => {
+    const env: EnvPair[] = [
+      ['CONTENT_LENGTH', '0'],
+      ['SCGI', '1'],
+      ['DOCUMENT_ROOT', '/srv/文字'],
+    ];
+    const head = encodeBuiltScgiHead(env);
+    expect(head.equals(encodeScgiHead(env))).toBe(true);
+    expect(head.includes(Buffer.from('/srv/文字', 'utf8'))).toBe(true);
   });
 });

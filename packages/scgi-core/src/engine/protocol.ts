@@ -19,9 +19,16 @@ export interface WireProtocol {
    * holds CONTENT_LENGTH): SCGI's header netstring; FastCGI's BEGIN_REQUEST and PARAMS records.
    * With `bodyLength` 0 it also ends the request (FastCGI's empty STDIN record), so a request
    * without a body is one write.
+   * `built`: `env` is the array `buildCgiEnv` made (cgi/env.ts), changed by nothing but the request
+   * id, so its rules (CONTENT_LENGTH first, unique names, no NUL) already hold and need no check.
    * @throws a typed `ScgiError` for an environment the protocol cannot carry.
    */
-  encodeRequestHead(env: EnvInput, bodyLength: number, keepConnection: boolean): Buffer;
+  encodeRequestHead(
+    env: EnvInput,
+    bodyLength: number,
+    keepConnection: boolean,
+    built?: boolean,
+  ): Buffer;
   /**
    * Request body bytes go on the wire as they are and the response comes back as the raw CGI
    * response up to the close (SCGI). The exchange then takes its fast paths: the body is written

@@ -424,6 +424,10 @@ export class ScgiProxy {
       scriptName: opts.scriptName,
     });
     if (requestId !== undefined) env = withRequestId(env, o.requestIdHeader!, requestId);
+    // As buildCgiEnv made it (see WireProtocol.encodeRequestHead): the request id is the one
+    // value from elsewhere (an adapter's, such as Fastify's genReqId), so it is checked here.
+    const built =
+      opts.rewriteEnv === undefined && (requestId === undefined || !requestId.includes('\0'));
     if (opts.rewriteEnv !== undefined) env = opts.rewriteEnv(env, req) ?? env;
     // Encoded once per wire protocol of the pool (one, unless the pool mixes them), before a
     // backend is picked: an environment the protocol cannot carry fails without touching the pool.
@@ -432,12 +436,12 @@ export class ScgiProxy {
     const protocols = this.pool.protocols;
     const firstProtocol = protocols[0];
     const firstHead =
-      firstProtocol === undefined ? null : encodeHead(firstProtocol, env, length, keep);
+      firstProtocol === undefined ? null : encodeHead(firstProtocol, env, length, keep, built);
     let otherHeads: Map<WireProtocol, Buffer> | null = null;
     for (let i = 1; i < protocols.length; i++) {
       const p = protocols[i]!;
       if (otherHeads === null) otherHeads = new Map();
-      otherHeads.set(p, encodeHead(p, env, length, keep));
+      otherHeads.set(p, encodeHead(p, env, length, keep, built));
     }
 
     const key =
@@ -491,7 +495,7 @@ export class ScgiProxy {
       if (requestHead === undefined || requestHead === null) {
         // A member of another protocol joined while this request waited (setUpstream).
         try {
-          requestHead = encodeHead(backend.protocol, env, length, keep);
+          requestHead = encodeHead(backend.protocol, env, length, keep, built);
           if (otherHeads === null) otherHeads = new Map();
           otherHeads.set(backend.protocol, requestHead);
         } catch (err) {
@@ -671,8 +675,9 @@ function encodeHead(
   env: readonly EnvPair[],
   length: number,
   keepAlive: boolean,
+  built: boolean,
 ): Buffer {
-  return protocol.encodeRequestHead(env, length, keepAlive && protocol.keepsConnections);
+  return protocol.encodeRequestHead(env, length, keepAlive && protocol.keepsConnections, built);
 }
 
 /**

@@ -14,13 +14,24 @@ import { FastcgiOverloadedError, FastcgiStatusError, type ScgiError } from '../e
 import type { EnvInput } from '../types.js';
 import { ProtocolStatus } from './constants.js';
 import { FastcgiResponseDecoder } from './decoder.js';
-import { encodeRequest, encodeStdin, encodeStdinEnd } from './encoder.js';
+import {
+  type EncodeRequestOptions,
+  encodeRequest,
+  encodeStdin,
+  encodeStdinEnd,
+} from './encoder.js';
 import type { EndRequestBody } from './records.js';
 
 /** The one request id: a connection carries one request at a time. */
 const REQUEST_ID = 1;
 const STDIN_END = encodeStdinEnd(REQUEST_ID);
 const NO_BODY = new Uint8Array(0);
+/** encodeRequest's options, by FCGI_KEEP_CONN (0 / 1): made once, not per request. */
+const HEAD_OPTIONS: readonly EncodeRequestOptions[] = [{ keepConn: false }, { keepConn: true }];
+const HEAD_OPTIONS_NO_BODY: readonly EncodeRequestOptions[] = [
+  { keepConn: false, body: NO_BODY },
+  { keepConn: true, body: NO_BODY },
+];
 
 /** The END_REQUEST outcome: null for REQUEST_COMPLETE, else the typed error (§5.5). */
 function endStatusError(end: EndRequestBody): ScgiError | null {
@@ -89,11 +100,10 @@ export const fastcgiProtocol: WireProtocol = Object.freeze({
   keepsConnections: true,
   bodyEnd: STDIN_END,
   encodeRequestHead(env: EnvInput, bodyLength: number, keepConnection: boolean): Buffer {
-    return encodeRequest(REQUEST_ID, env, {
-      keepConn: keepConnection,
-      // No body: the empty STDIN record ends the request in the same buffer.
-      ...(bodyLength === 0 ? { body: NO_BODY } : {}),
-    });
+    // No body: the empty STDIN record ends the request in the same buffer. (The encoder's own
+    // fast path needs no hint: FastCGI frames by length, so it checks little anyway.)
+    const options = bodyLength === 0 ? HEAD_OPTIONS_NO_BODY : HEAD_OPTIONS;
+    return encodeRequest(REQUEST_ID, env, options[keepConnection ? 1 : 0]!);
   },
   frameBody(chunk: Buffer): Buffer[] {
     return encodeStdin(REQUEST_ID, chunk);

@@ -4,16 +4,16 @@
  * (the SCGI protocol has no keep-alive: python.ca/scgi/protocol.txt).
  */
 import type { ResponseDecoder, ResponseSink, WireProtocol } from '../engine/protocol.js';
-import type { EnvInput } from '../types.js';
-import { encodeScgiHead } from './head.js';
+import type { EnvInput, EnvPair } from '../types.js';
+import { encodeBuiltScgiHead, encodeScgiHead } from './head.js';
 
 export const scgiProtocol: WireProtocol = Object.freeze({
   name: 'scgi',
   raw: true,
   keepsConnections: false,
   bodyEnd: null,
-  encodeRequestHead(env: EnvInput): Buffer {
-    return encodeScgiHead(env);
+  encodeRequestHead(env: EnvInput, _bodyLength: number, _keep: boolean, built?: boolean): Buffer {
+    return built === true ? encodeBuiltScgiHead(env as readonly EnvPair[]) : encodeScgiHead(env);
   },
   frameBody(chunk: Buffer): Buffer[] {
     return [chunk];
