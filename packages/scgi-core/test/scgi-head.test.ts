@@ -4,9 +4,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { buildCgiEnv } from '../src/cgi/env.js';
 import { ScgiError } from '../src/errors.js';
+import { encodeBuiltScgiHead } from '../src/scgi/built-head.js';
 import {
   decodeScgiHead,
-  encodeBuiltScgiHead,
   encodeScgiHead,
   type ScgiHead,
   ScgiHeadDecoder,

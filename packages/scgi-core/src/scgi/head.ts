@@ -188,43 +188,6 @@ export function encodeScgiHead(env: EnvInput): Buffer {
   return out;
 }
 
-/**
- * {@link encodeScgiHead} for an environment made by `buildCgiEnv` (cgi/env.ts), which already
- * holds the rules: CONTENT_LENGTH first as a decimal without leading zeros, SCGI "1" second,
- * names unique, non-empty and without NUL, values without NUL. So nothing is checked again:
- * the pairs are measured and copied in order. Anything else, or a string above latin1, goes
- * through {@link encodeScgiHead}, which checks everything.
- */
-export function encodeBuiltScgiHead(env: readonly EnvPair[]): Buffer {
-  const n = env.length;
-  if (n < 2 || env[0]![0] !== CONTENT_LENGTH || env[1]![0] !== SCGI) return encodeScgiHead(env);
-  let payload = 0;
-  for (let i = 0; i < n; i++) {
-    const pair = env[i]!;
-    payload += pair[0].length + pair[1].length + 2;
-  }
-  const prefix = `${payload}:`;
-  const out = Buffer.allocUnsafe(prefix.length + payload + 1);
-  let off = putLatin1(out, 0, prefix);
-  for (let i = 0; i < n; i++) {
-    const pair = env[i]!;
-    off = putLatin1(out, off, pair[0]);
-    if (off === -1) return encodeScgiHead(env);
-    out[off++] = 0;
-    const value = pair[1];
-    if (typeof value === 'string') {
-      off = putLatin1(out, off, value);
-      if (off === -1) return encodeScgiHead(env);
-    } else {
-      out.set(value, off);
-      off += value.length;
-    }
-    out[off++] = 0;
-  }
-  out[off] = 0x2c;
-  return out;
-}
-
 /** Slow path: some string needs UTF-8. Still one exact allocation, each string checked once. */
 function encodeMixed(list: readonly EnvPair[], clIndex: number, head: string): Buffer {
   // Runs of latin1 text (even indexes) alternate with strings to write as UTF-8 (odd indexes).

@@ -5,7 +5,8 @@
  */
 import type { ResponseDecoder, ResponseSink, WireProtocol } from '../engine/protocol.js';
 import type { EnvInput, EnvPair } from '../types.js';
-import { encodeBuiltScgiHead, encodeScgiHead } from './head.js';
+import { encodeBuiltScgiHead } from './built-head.js';
+import { encodeScgiHead } from './head.js';
 
 export const scgiProtocol: WireProtocol = Object.freeze({
   name: 'scgi',
