@@ -1,7 +1,7 @@
 // The pool's state machine on its own (no sockets): queue hand-over when a down backend's
 // window ends, for each backend that went down, not only the first.
 import { setTimeout as delay } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ConnectError, RequestAbortedError } from '../src/errors.js';
 import { parseAddress } from '../src/upstream/address.js';
 import { Backend, type Outcome, UpstreamPool } from '../src/upstream/pool.js';
@@ -162,5 +162,73 @@ describe('UpstreamPool: only a request picked after the mark-down may bring a ba
     p.release(a, OK, true);
     expect(p.stats().backends[0]!.state).toBe('up');
     p.close();
+  });
+});
+
+describe('UpstreamPool: queue timeouts on one timer', () => {
+  const onePool = (queueTimeout: number) => {
+    const backend = new Backend(parseAddress('127.0.0.1:9001'), 1, 1);
+    const p = new UpstreamPool([backend], {
+      balance: 'round-robin',
+      maxQueue: 10,
+      queueTimeout,
+      maxFails: 1,
+      failTimeout: 1000,
+    });
+    return { p, backend };
+  };
+  const none = new Set<Backend>();
+
+  it('fails each waiter at its own deadline, in order', async () => {
+    const { p, backend } = onePool(200);
+    expect(p.acquire(undefined, none)).toBe(backend); // the one slot
+    const t0 = performance.now();
+    const failedAt: number[] = [];
+    const wait = () =>
+      (p.acquire(undefined, none) as Promise<Backend>).then(
+        () => expect.unreachable('no slot frees up'),
+        (err: { code: string }) => {
+          expect(err.code).toBe('SCGI_ERR_QUEUE_TIMEOUT');
+          failedAt.push(performance.now() - t0);
+        },
+      );
+    // Three waiters 100 ms apart: each must wait its own 200 ms, not the first one's.
+    const waits = [wait()];
+    await delay(100);
+    waits.push(wait());
+    await delay(100);
+    waits.push(wait());
+    await Promise.all(waits);
+    expect(failedAt).toHaveLength(3);
+    for (const [i, at] of failedAt.entries()) {
+      expect(at).toBeGreaterThanOrEqual(200 + i * 100 - 5);
+      expect(at).toBeLessThan(200 + i * 100 + 150);
+    }
+    expect(p.queued).toBe(0);
+    p.release(backend, OK);
+    p.close();
+  });
+
+  it('sets one timer for a queue served in turn, and clears it when the queue empties', async () => {
+    const { p, backend } = onePool(10_000);
+    const set = vi.spyOn(globalThis, 'setTimeout');
+    const clear = vi.spyOn(globalThis, 'clearTimeout');
+    try {
+      expect(p.acquire(undefined, none)).toBe(backend);
+      const waiters = Array.from({ length: 5 }, () => p.acquire(undefined, none));
+      for (const w of waiters) {
+        p.release(backend, OK);
+        expect(await w).toBe(backend);
+      }
+      p.release(backend, OK);
+      expect(p.queued).toBe(0);
+      expect(set).toHaveBeenCalledTimes(1);
+      // The one timer is cleared: nothing keeps the process alive for queueTimeout.
+      expect(clear).toHaveBeenCalledWith(set.mock.results[0]!.value);
+    } finally {
+      set.mockRestore();
+      clear.mockRestore();
+      p.close();
+    }
   });
 });

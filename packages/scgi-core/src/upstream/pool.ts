@@ -157,7 +157,8 @@ interface Waiter {
   tried: ReadonlySet<Backend>;
   resolve: (b: Backend) => void;
   reject: (err: ScgiError) => void;
-  timer: NodeJS.Timeout | null;
+  /** When the wait ends with QueueTimeoutError (`performance.now()` ms); Infinity without one. */
+  deadline: number;
   /** Stops listening for the request's abort (set while it waits). */
   cancel: (() => void) | null;
 }
@@ -195,7 +196,14 @@ export class UpstreamPool {
   #ring: HashRing<Backend> | null = null;
   #protocols: readonly WireProtocol[] = [];
   #keeps = false;
+  /** Oldest first; with one queueTimeout for all, also soonest deadline first. */
   readonly #queue: Waiter[] = [];
+  /**
+   * One timer for the whole queue, set for the first waiter's deadline, instead of one per
+   * waiter: when every request waits for one of PHP-FPM's children, nearly every request
+   * queues, and a timer each (a Timeout and a closure made, then cleared) was part of its cost.
+   */
+  #queueTimer: NodeJS.Timeout | null = null;
   #closing = false;
   #wakeTimer: NodeJS.Timeout | null = null;
 
@@ -317,13 +325,10 @@ export class UpstreamPool {
       throw withRetryAfter(new QueueFullError(this.#opts.maxQueue), 1);
     }
     return new Promise<Backend>((resolve, reject) => {
-      const waiter: Waiter = { key, tried, resolve, reject, timer: null, cancel: null };
-      if (this.#opts.queueTimeout > 0) {
-        waiter.timer = setTimeout(() => {
-          this.#dequeue(waiter);
-          reject(withRetryAfter(new QueueTimeoutError(this.#opts.queueTimeout), 1));
-        }, this.#opts.queueTimeout);
-      }
+      const timeout = this.#opts.queueTimeout;
+      const deadline = timeout > 0 ? performance.now() + timeout : Number.POSITIVE_INFINITY;
+      const waiter: Waiter = { key, tried, resolve, reject, deadline, cancel: null };
+      if (timeout > 0 && this.#queueTimer === null) this.#armQueueTimer(timeout);
       if (abortable instanceof AbortSignal) {
         const onAbort = () => {
           this.#dequeue(waiter);
@@ -341,10 +346,33 @@ export class UpstreamPool {
     });
   }
 
+  /** Sets the queue's timer to fire in `ms`. */
+  #armQueueTimer(ms: number): void {
+    this.#queueTimer = setTimeout(() => this.#expireWaiters(), ms);
+  }
+
+  /** Fails the waiters whose deadline has come, then waits for the next one's. */
+  #expireWaiters(): void {
+    this.#queueTimer = null;
+    const now = performance.now();
+    const queue = this.#queue;
+    while (queue.length > 0 && queue[0]!.deadline <= now) {
+      const w = queue[0]!;
+      this.#dequeue(w);
+      w.reject(withRetryAfter(new QueueTimeoutError(this.#opts.queueTimeout), 1));
+    }
+    const next = queue[0]?.deadline ?? Number.POSITIVE_INFINITY;
+    if (next !== Number.POSITIVE_INFINITY) this.#armQueueTimer(Math.max(1, Math.ceil(next - now)));
+  }
+
   #dequeue(w: Waiter): void {
     const i = this.#queue.indexOf(w);
     if (i !== -1) this.#queue.splice(i, 1);
-    if (w.timer !== null) clearTimeout(w.timer);
+    // No waiter left: nothing may keep the process alive until the timer would have fired.
+    if (this.#queue.length === 0 && this.#queueTimer !== null) {
+      clearTimeout(this.#queueTimer);
+      this.#queueTimer = null;
+    }
     if (w.cancel !== null) {
       w.cancel();
       w.cancel = null;
@@ -521,6 +549,7 @@ export class UpstreamPool {
     for (const b of this.backends) b.keepAlive?.close();
     if (this.#wakeTimer !== null) clearTimeout(this.#wakeTimer);
     this.#wakeTimer = null;
+    // Emptying the queue below clears its timer too.
     for (const w of [...this.#queue]) {
       this.#dequeue(w);
       w.reject(new ClosingError());
