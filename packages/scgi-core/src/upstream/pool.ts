@@ -155,6 +155,8 @@ export interface PoolOptions {
 interface Waiter {
   key: string | undefined;
   tried: ReadonlySet<Backend>;
+  /** `tried` was not empty when it queued (counted in `#retryWaiters`). */
+  retry: boolean;
   resolve: (b: Backend) => void;
   reject: (err: ScgiError) => void;
   /** When the wait ends with QueueTimeoutError (`performance.now()` ms); Infinity without one. */
@@ -204,6 +206,8 @@ export class UpstreamPool {
    * queues, and a timer each (a Timeout and a closure made, then cleared) was part of its cost.
    */
   #queueTimer: NodeJS.Timeout | null = null;
+  /** Queued waiters that already tried some backend (a retry): nearly always none. */
+  #retryWaiters = 0;
   #closing = false;
   #wakeTimer: NodeJS.Timeout | null = null;
 
@@ -327,7 +331,8 @@ export class UpstreamPool {
     return new Promise<Backend>((resolve, reject) => {
       const timeout = this.#opts.queueTimeout;
       const deadline = timeout > 0 ? performance.now() + timeout : Number.POSITIVE_INFINITY;
-      const waiter: Waiter = { key, tried, resolve, reject, deadline, cancel: null };
+      const retry = tried.size > 0;
+      const waiter: Waiter = { key, tried, retry, resolve, reject, deadline, cancel: null };
       if (timeout > 0 && this.#queueTimer === null) this.#armQueueTimer(timeout);
       if (abortable instanceof AbortSignal) {
         const onAbort = () => {
@@ -343,6 +348,7 @@ export class UpstreamPool {
         });
       }
       this.#queue.push(waiter);
+      if (waiter.retry) this.#retryWaiters++;
     });
   }
 
@@ -367,7 +373,10 @@ export class UpstreamPool {
 
   #dequeue(w: Waiter): void {
     const i = this.#queue.indexOf(w);
-    if (i !== -1) this.#queue.splice(i, 1);
+    if (i !== -1) {
+      this.#queue.splice(i, 1);
+      if (w.retry) this.#retryWaiters--;
+    }
     // No waiter left: nothing may keep the process alive until the timer would have fired.
     if (this.#queue.length === 0 && this.#queueTimer !== null) {
       clearTimeout(this.#queueTimer);
@@ -402,12 +411,20 @@ export class UpstreamPool {
     // Waiters that can no longer be served by anything usable fail now instead of timing out.
     if (this.#queue.length === 0) return;
     const now = Date.now();
-    let anyUsable: boolean | null = null;
+    let anyUsable = false;
+    for (const b of this.backends) {
+      if (this.#usable(b, now)) {
+        anyUsable = true;
+        break;
+      }
+    }
+    // The common case, at every release while requests queue: a waiter that tried nothing can
+    // be served by any usable backend, so no waiter is stranded. Skips a walk of the queue.
+    if (anyUsable && this.#retryWaiters === 0) return;
     const stranded: Waiter[] = [];
     for (const w of this.#queue) {
       let servable: boolean;
       if (w.tried.size === 0) {
-        anyUsable ??= this.backends.some((x) => this.#usable(x, now));
         servable = anyUsable;
       } else {
         servable = this.backends.some((x) => !w.tried.has(x) && this.#usable(x, now));
