@@ -11,8 +11,9 @@
  * Prints µs per request for each front: the kernel, JavaScript by owner (scgi-core, the
  * adapters, Fastify, undici, Node's own modules), V8 (inline caches and other builtins, the
  * runtime, the compiler, the GC), Node's and libuv's C++, libc; then each front's busiest
- * symbols. All fronts run at once against the same backends (bench/lib/fronts.mjs), each loaded
- * in turn, in rounds whose order alternates; the figures add up the rounds.
+ * symbols. All fronts run at once against the same backends (bench/lib/fronts.mjs; a FastCGI
+ * front gets one of its own, as in the suite), each loaded in turn, in rounds whose order
+ * alternates; the figures add up the rounds.
  * Needs `perf` (Debian `linux-perf`) and the right to sample a process (root, or
  * kernel.perf_event_paranoid <= 1 for user space only). Not part of `npm run bench`: a tool for
  * the closing evidence the developers' guide asks for (floor and product side by side).
@@ -22,7 +23,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CASES } from './lib/cases.mjs';
-import { BACKENDS, backendsFor, FRONT_NAMES, startFront } from './lib/fronts.mjs';
+import { BACKENDS, backendsFor, FRONT_NAMES, FRONTS, startFront } from './lib/fronts.mjs';
 import { startLoadGenerator } from './lib/loadgen.mjs';
 import { cleanupAll, makeTempDir } from './lib/procs.mjs';
 
@@ -102,9 +103,17 @@ const load = await startLoadGenerator();
 const started = [];
 const results = fronts.map((name) => ({ name, requests: 0, seconds: 0, bySymbol: new Map() }));
 try {
-  for (const k of backendsFor(fronts)) backends[k] = await BACKENDS[k].start(makeTempDir());
+  for (const k of backendsFor(fronts)) {
+    if (!BACKENDS[k].perFront) backends[k] = await BACKENDS[k].start(makeTempDir());
+  }
   for (const name of fronts) {
-    const front = await startFront(name, backends, makeTempDir(), {
+    // A FastCGI backend is one per front (BACKENDS `perFront`): connections another front keeps
+    // open would hold its workers, as in bench/run.mjs.
+    const kind = FRONTS[name].backend;
+    const mine = BACKENDS[kind]?.perFront
+      ? { ...backends, [kind]: await BACKENDS[kind].start(makeTempDir()) }
+      : backends;
+    const front = await startFront(name, mine, makeTempDir(), {
       nodeFlags: ['--perf-basic-prof-only-functions'],
     });
     started.push(front);

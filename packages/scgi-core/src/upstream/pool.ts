@@ -279,6 +279,12 @@ export class UpstreamPool {
     return this.#queue.length;
   }
 
+  /** Some member has room for one more request (usable or not): a cheap test before `#pick`. */
+  #anyRoom(): boolean {
+    for (const b of this.#members) if (b.hasRoom()) return true;
+    return false;
+  }
+
   /** Usable now (not down, healthy, a trial slot if probing) regardless of room. */
   #usable(b: Backend, now: number): boolean {
     if (!b.healthy) return false;
@@ -396,6 +402,8 @@ export class UpstreamPool {
    */
   #dispatch(): void {
     for (let i = 0; i < this.#queue.length; ) {
+      // No backend with room (nearly always so once the head was served): nobody can be.
+      if (!this.#anyRoom()) break;
       const w = this.#queue[i]!;
       const b = this.#pick(w.key, w.tried);
       if (b === null) {
