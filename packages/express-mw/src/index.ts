@@ -84,6 +84,9 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
     }
     // No hook sees the response and Node's own res.end sends it: its buffer can serve again.
     const recycle = onResponse === undefined && plainEnd(res);
+    // Every failure from here on, also a body that fails before its first byte (an error answer,
+    // as before the head).
+    const failHere = (err: unknown) => fail(err as ScgiError, req, res, next);
     proxy
       .request(req, {
         scriptName: req.baseUrl ?? '',
@@ -97,31 +100,30 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
       // would be one more microtask per request.
       .then(
         (response) => {
-          const crash = (err: unknown) => fail(err as ScgiError, req, res, next);
           try {
             if (logger !== null && level !== null) logExchangeWhenOver(logger, level, response);
-            // A body that fails before its first byte is an error answer, as before the head.
-            const onEarlyFailure = (err: ScgiError) => fail(err, req, res, next);
             if (onResponse === undefined) {
-              writeResponse(res, response, { recycle, onEarlyFailure });
+              writeResponse(res, response, { recycle, onEarlyFailure: failHere });
               return;
             }
             applyResponseHead(nodeHeadTarget(res), response);
             Promise.resolve(onResponse(req, res, response))
               .then((go) => {
                 // The head is already on `res` (and maybe changed by the hook): keep it as it is.
-                if (go !== false) writeResponse(res, response, { head: false, onEarlyFailure });
+                if (go !== false) {
+                  writeResponse(res, response, { head: false, onEarlyFailure: failHere });
+                }
               })
-              .catch(crash);
+              .catch(failHere);
           } catch (err) {
-            crash(err);
+            failHere(err);
           }
         },
         (err: ScgiError) => {
           try {
-            fail(err, req, res, next);
+            failHere(err);
           } catch (thrown) {
-            fail(thrown as ScgiError, req, res, next);
+            failHere(thrown);
           }
         },
       );

@@ -79,7 +79,6 @@ async function fastifyScgiPlugin(
       request.log.warn({ err: error, upstream: error.upstream }, 'scgi request failed');
       await onError(reply, { error });
     };
-    const crash = (err: Error) => (reply.sent ? reply.raw.destroy(err) : reply.send(err));
     let engine: ScgiProxy;
     let body = opts.body;
     try {
@@ -101,26 +100,16 @@ async function fastifyScgiPlugin(
         requestId: request.id,
         recycleBody: recycle,
       })
-      // Both handlers catch what they throw themselves: no `.catch` after them, whose promise
-      // would be one more microtask per request.
-      .then(
-        (response) => {
-          try {
-            applyResponseHead(replyTarget(reply), response);
-            // Also when onResponse sends something else itself.
-            if (level !== null) logExchangeWhenOver(request.log, level, response);
-            if (onResponse === undefined) return sendBody(reply, response, recycle);
-            Promise.resolve(onResponse(request, reply, response))
-              .then(() => {
-                if (!reply.sent) sendBody(reply, response, false);
-              })
-              .catch(crash);
-          } catch (err) {
-            crash(err as Error);
-          }
-        },
-        (error: ScgiError) => void fail(error).catch(crash),
-      );
+      .then((response) => {
+        applyResponseHead(replyTarget(reply), response);
+        // Also when onResponse sends something else itself.
+        if (level !== null) logExchangeWhenOver(request.log, level, response);
+        if (onResponse === undefined) return sendBody(reply, response, recycle);
+        return Promise.resolve(onResponse(request, reply, response)).then(() => {
+          if (!reply.sent) sendBody(reply, response, false);
+        });
+      }, fail)
+      .catch((err: Error) => (reply.sent ? reply.raw.destroy(err) : reply.send(err)));
     return reply;
   };
 

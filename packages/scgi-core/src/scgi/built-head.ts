@@ -2,7 +2,7 @@
  * The SCGI head of an environment the engine built itself (engine/proxy.ts): not exported from
  * the package, since it trusts its input where {@link encodeScgiHead} checks it.
  */
-import { putLatin1 } from '../cgi/latin1.js';
+import { putLatin1, putPairs } from '../cgi/latin1.js';
 import type { EnvPair } from '../types.js';
 import { encodeScgiHead } from './head.js';
 
@@ -23,22 +23,8 @@ export function encodeBuiltScgiHead(env: readonly EnvPair[]): Buffer {
   }
   const prefix = `${payload}:`;
   const out = Buffer.allocUnsafe(prefix.length + payload + 1);
-  let off = putLatin1(out, 0, prefix);
-  for (let i = 0; i < n; i++) {
-    const pair = env[i]!;
-    off = putLatin1(out, off, pair[0]);
-    if (off === -1) return encodeScgiHead(env);
-    out[off++] = 0;
-    const value = pair[1];
-    if (typeof value === 'string') {
-      off = putLatin1(out, off, value);
-      if (off === -1) return encodeScgiHead(env);
-    } else {
-      out.set(value, off);
-      off += value.length;
-    }
-    out[off++] = 0;
-  }
+  const off = putPairs(out, putLatin1(out, 0, prefix), env, -1);
+  if (off === -1) return encodeScgiHead(env);
   out[off] = 0x2c;
   return out;
 }

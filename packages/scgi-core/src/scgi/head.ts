@@ -5,7 +5,7 @@
  * rules are broken, so the encoder enforces them instead of trusting the caller.
  */
 
-import { isLatin1, putLatin1 } from '../cgi/latin1.js';
+import { isLatin1, putLatin1, putPairs } from '../cgi/latin1.js';
 import {
   HeadContentLengthError,
   HeadDuplicateError,
@@ -166,23 +166,7 @@ export function encodeScgiHead(env: EnvInput): Buffer {
   // concatenated strings were the largest allocation of a small exchange, and under load young
   // garbage brings on full GCs (docs/tuning.md).
   const out = Buffer.allocUnsafe(prefix.length + payload + 1);
-  let off = putLatin1(out, putLatin1(out, 0, prefix), head);
-  for (let i = 0; i < n && off !== -1; i++) {
-    if (i === clIndex) continue;
-    const pair = list[i]!;
-    off = putLatin1(out, off, pair[0]);
-    if (off === -1) break;
-    out[off++] = 0;
-    const value = pair[1] as EnvValue | Uint8Array;
-    if (typeof value === 'string') {
-      off = putLatin1(out, off, value);
-      if (off === -1) break;
-    } else {
-      out.set(value, off);
-      off += value.length;
-    }
-    out[off++] = 0;
-  }
+  const off = putPairs(out, putLatin1(out, putLatin1(out, 0, prefix), head), list, clIndex);
   if (off === -1) return encodeMixed(list, clIndex, head);
   out[off] = 0x2c;
   return out;
