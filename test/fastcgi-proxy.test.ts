@@ -248,6 +248,36 @@ describe.each(KINDS)('FastCGI keep-alive through %s', (kind) => {
     expect(await eventually(() => backend.closed() > closedBefore)).toBe(true);
   });
 
+  it('a kept connection idle past idleTimeout is reused, and idleTimeout still bounds its next exchange', async () => {
+    // The socket's idle timer stays armed while the connection is kept (keep-alive.ts): it fires
+    // during the wait, which must not close the connection, and the next request must arm it again.
+    const front = await frontWith({ idleTimeout: 100, keepAlive: { idleTimeout: 5000 } });
+    const before = backend.accepted();
+    expect((await get(front, '/echo')).statusCode).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(front.proxy.stats().backends[0]!.idle).toBe(1);
+    expect((await get(front, '/echo')).statusCode).toBe(200);
+    expect(backend.accepted() - before).toBe(1);
+    // The backend answers /slow after 150 ms: past the idle timeout of the reused connection.
+    const res = await get(front, '/slow');
+    expect(res.statusCode).toBe(504);
+    expect(errorCode(res)).toBe('SCGI_ERR_IDLE_TIMEOUT');
+  });
+
+  it('each idle connection closes keepAlive.idleTimeout after its own last use, oldest first', async () => {
+    const front = await frontWith({ keepAlive: { idleTimeout: 800 } });
+    await Promise.all([get(front, '/slow'), get(front, '/slow')]);
+    const stats = () => front.proxy.stats().backends[0]!;
+    expect(stats().idle).toBe(2);
+    // The newest is taken and kept again 400 ms later: it outlives the other one by as much.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect((await get(front, '/echo')).statusCode).toBe(200);
+    expect(stats().idle).toBe(2);
+    expect(await eventually(() => stats().idle < 2, 3000)).toBe(true);
+    expect(stats().idle).toBe(1);
+    expect(await eventually(() => stats().idle === 0, 3000)).toBe(true);
+  });
+
   it('closes a connection after keepAlive.maxRequests', async () => {
     const front = await frontWith({ keepAlive: { maxRequests: 3 } });
     const before = backend.accepted();

@@ -250,7 +250,10 @@ export class Exchange implements SocketUser, InFlightLink<Exchange> {
     this.#socket = socket;
     this.#state = State.AwaitHead;
     bindSocket(socket, this);
-    if (this.#opts.idleTimeout > 0) socket.setTimeout(this.#opts.idleTimeout);
+    // A kept connection has the timer already (keep-alive.ts `onTimeout`): the write below
+    // restarts it. Node's setTimeout makes a new timer and a bound function at every call.
+    const idle = this.#opts.idleTimeout;
+    if ((socket.timeout ?? 0) !== idle) socket.setTimeout(idle);
 
     if (!this.#raw) this.#decoder = this.#protocol.createDecoder(this.#sink);
     const body = this.#reqBody;
@@ -636,9 +639,9 @@ export class Exchange implements SocketUser, InFlightLink<Exchange> {
     }
     // Paused for a slow client earlier: what is left to read is the protocol's end alone.
     socket.resume();
-    const idle =
-      this.#opts.idleTimeout > 0 ? this.#opts.idleTimeout : this.#keepAlive.options.idleTimeout;
-    socket.setTimeout(idle);
+    // Bounded by the idle timer, which the last read restarted; without one, by the keep-alive
+    // idleTimeout (#connected takes that timer off again if the connection is kept).
+    if (this.#opts.idleTimeout === 0) socket.setTimeout(this.#keepAlive.options.idleTimeout);
   }
 
   /** Draining failed (close, error, timeout, a protocol error): the connection is not kept. */
@@ -812,7 +815,6 @@ export class Exchange implements SocketUser, InFlightLink<Exchange> {
     if (socket !== null) {
       // The socket may serve another exchange from now on: drop every reference to it.
       this.#socket = null;
-      if (this.#opts.idleTimeout > 0 || this.#keepAlive !== null) socket.setTimeout(0);
       const clean = err === undefined && this.#streamTarget === null;
       const keep = this.#keepAlive;
       if (

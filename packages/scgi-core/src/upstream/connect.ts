@@ -147,6 +147,9 @@ function forwardEvents(s: BoundSocket): void {
 export function releaseSocket(socket: Socket, clean: boolean): void {
   const s = socket as BoundSocket;
   s[kUser] = null;
+  // destroy() stops the timer but leaves `timeout` set, and a Socket connected again must start
+  // without one (exchange.ts `#connected` sets the timer only when `timeout` differs).
+  if (s.timeout) s.setTimeout(0);
   if (
     clean &&
     s[kIdle] !== undefined &&

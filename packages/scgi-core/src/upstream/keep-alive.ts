@@ -97,16 +97,19 @@ export interface ConnectionLimit {
 class IdleConnection implements SocketUser {
   readonly socket: Socket;
   readonly requests: number;
+  /** When it was put in the set (performance.now()). */
+  readonly since: number;
   readonly #set: KeepAliveSet;
 
-  constructor(set: KeepAliveSet, socket: Socket, requests: number) {
+  constructor(set: KeepAliveSet, socket: Socket, requests: number, since: number) {
     this.#set = set;
     this.socket = socket;
     this.requests = requests;
+    this.since = since;
   }
 
-  // Whatever happens to an idle connection ends it: the backend closed it, failed it, sent a
-  // byte nobody asked for, or it stayed idle for idleTimeout.
+  // Whatever happens to an idle connection ends it: the backend closed it, failed it, or sent a
+  // byte nobody asked for. Its idleTimeout is the set's sweep (KeepAliveSet.#sweep).
   onData(): void {
     this.#set.drop(this, false);
   }
@@ -125,9 +128,13 @@ class IdleConnection implements SocketUser {
   onClose(): void {
     this.#set.drop(this, false);
   }
-  onTimeout(): void {
-    this.#set.drop(this, true);
-  }
+  /**
+   * The socket's own timer is the exchanges' `idleTimeout` (exchange.ts `#connected`): it stays
+   * armed while the connection waits here, so the next exchange need not set it again (Node's
+   * `socket.setTimeout` makes a new timer and a bound function at each call). Firing here means
+   * nothing: the next request's first write arms it again.
+   */
+  onTimeout(): void {}
 }
 
 /** The idle connections of one backend. */
@@ -137,6 +144,8 @@ export class KeepAliveSet {
   /** Oldest first; taken from the end. */
   readonly #idle: IdleConnection[] = [];
   #closed = false;
+  /** One timer for the whole set: it closes the connections idle for idleTimeout, oldest first. */
+  #sweeper: NodeJS.Timeout | null = null;
 
   /** `options.maxIdle`, or its default for this backend. */
   readonly #maxIdle: number;
@@ -158,10 +167,7 @@ export class KeepAliveSet {
 
   /** The most recently kept connection, or null. The caller binds it to itself at once. */
   take(): KeptConnection | null {
-    const conn = this.#idle.pop();
-    if (conn === undefined) return null;
-    conn.socket.setTimeout(0);
-    return conn;
+    return this.#idle.pop() ?? null;
   }
 
   /**
@@ -176,10 +182,32 @@ export class KeepAliveSet {
       return;
     }
     if (this.#idle.length >= this.#maxIdle) this.#close(this.#idle.shift()!, true);
-    const conn = new IdleConnection(this, socket, requests);
+    const conn = new IdleConnection(this, socket, requests, performance.now());
     bindSocket(socket, conn);
-    socket.setTimeout(o.idleTimeout);
     this.#idle.push(conn);
+    if (this.#sweeper === null) this.#sweepIn(o.idleTimeout);
+  }
+
+  #sweepIn(ms: number): void {
+    this.#sweeper = setTimeout(KeepAliveSet.#sweep, ms, this);
+    this.#sweeper.unref();
+  }
+
+  /**
+   * The connections kept for idleTimeout close. They were put oldest first, so they are the
+   * first ones; the timer is set again for the next one to expire. A connection taken since
+   * is not in the set any more (a taken one is always the newest: the set is a stack).
+   */
+  static #sweep(set: KeepAliveSet): void {
+    set.#sweeper = null;
+    const ttl = set.options.idleTimeout;
+    const idle = set.#idle;
+    // The timer's clock is the event loop's, in whole ms: up to 1 ms behind performance.now().
+    const now = performance.now() + 1;
+    let expired = 0;
+    while (expired < idle.length && idle[expired]!.since + ttl <= now) expired++;
+    for (const conn of idle.splice(0, expired)) set.#close(conn, true);
+    if (idle.length > 0) set.#sweepIn(Math.max(1, Math.ceil(idle[0]!.since + ttl - now)));
   }
 
   /**
@@ -203,7 +231,6 @@ export class KeepAliveSet {
   }
 
   #close(conn: IdleConnection, clean: boolean): void {
-    conn.socket.setTimeout(0);
     // A clean close lets connect.ts connect the Socket object again later.
     releaseSocket(conn.socket, clean && !conn.socket.destroyed);
   }
@@ -211,6 +238,10 @@ export class KeepAliveSet {
   /** Closes every idle connection; later `put`s close theirs (graceful shutdown). */
   close(): void {
     this.#closed = true;
+    if (this.#sweeper !== null) {
+      clearTimeout(this.#sweeper);
+      this.#sweeper = null;
+    }
     for (const conn of this.#idle.splice(0)) this.#close(conn, true);
   }
 }
