@@ -27,7 +27,8 @@ enum State {
 
 export class RecordReader {
   readonly #handler: RecordHandler;
-  readonly #header = Buffer.alloc(HEADER_LENGTH);
+  /** A header split across chunks is gathered here (made on the first such split). */
+  #header: Buffer | null = null;
   #have = 0;
   #state = State.Header;
   #remaining = 0;
@@ -84,25 +85,29 @@ export class RecordReader {
     while (i < n) {
       switch (this.#state) {
         case State.Header: {
-          const h = this.#header;
+          // The header's fields are read where they are: in the chunk when all 8 bytes are
+          // there (nearly always), else in #header once the split one is gathered.
+          let h = chunk;
+          let at = i;
           if (this.#have === 0 && n - i >= HEADER_LENGTH) {
-            // Fast path: the whole header is in this chunk.
-            this.#header.set(chunk.subarray(i, i + HEADER_LENGTH));
             i += HEADER_LENGTH;
           } else {
+            if (this.#header === null) this.#header = Buffer.allocUnsafe(HEADER_LENGTH);
+            h = this.#header;
+            at = 0;
             const take = Math.min(HEADER_LENGTH - this.#have, n - i);
-            h.set(chunk.subarray(i, i + take), this.#have);
+            chunk.copy(h, this.#have, i, i + take);
             this.#have += take;
             i += take;
             if (this.#have < HEADER_LENGTH) return;
+            this.#have = 0;
           }
-          this.#have = 0;
-          if (h[0] !== FCGI_VERSION) throw new FastcgiVersionError(h[0]);
-          this.#type = h[1]!;
-          this.#remaining = (h[4]! << 8) | h[5]!;
-          this.#padding = h[6]!;
+          if (h[at] !== FCGI_VERSION) throw new FastcgiVersionError(h[at]!);
+          this.#type = h[at + 1]!;
+          this.#remaining = (h[at + 4]! << 8) | h[at + 5]!;
+          this.#padding = h[at + 6]!;
           this.#state = State.Content;
-          this.#handler.onHeader(this.#type, (h[2]! << 8) | h[3]!, this.#remaining);
+          this.#handler.onHeader(this.#type, (h[at + 2]! << 8) | h[at + 3]!, this.#remaining);
           this.#afterContent();
           break;
         }
