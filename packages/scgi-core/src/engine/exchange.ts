@@ -251,9 +251,11 @@ export class Exchange implements SocketUser, InFlightLink<Exchange> {
     this.#state = State.AwaitHead;
     bindSocket(socket, this);
     // A kept connection has the timer already (keep-alive.ts `onTimeout`): the write below
-    // restarts it. Node's setTimeout makes a new timer and a bound function at every call.
+    // restarts it. Node's setTimeout makes a new timer and a bound function at every call. A new
+    // connection always sets it: a Socket object connected again (connect.ts) may still say
+    // `timeout` after its timer died with the previous connection.
     const idle = this.#opts.idleTimeout;
-    if ((socket.timeout ?? 0) !== idle) socket.setTimeout(idle);
+    if (this.#reused ? socket.timeout !== idle : idle > 0) socket.setTimeout(idle);
 
     if (!this.#raw) this.#decoder = this.#protocol.createDecoder(this.#sink);
     const body = this.#reqBody;

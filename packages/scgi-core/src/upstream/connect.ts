@@ -147,8 +147,8 @@ function forwardEvents(s: BoundSocket): void {
 export function releaseSocket(socket: Socket, clean: boolean): void {
   const s = socket as BoundSocket;
   s[kUser] = null;
-  // destroy() stops the timer but leaves `timeout` set, and a Socket connected again must start
-  // without one (exchange.ts `#connected` sets the timer only when `timeout` differs).
+  // No timer survives the socket's user (a no-op once the socket is destroyed: destroy() stops
+  // the timer itself, and exchange.ts `#connected` always sets it on a new connection).
   if (s.timeout) s.setTimeout(0);
   if (
     clean &&
