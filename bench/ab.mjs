@@ -147,7 +147,7 @@ try {
       p99: r.latencyMs.p99,
     };
   };
-  for (const side of sides) await run(side, 1); // warm-up
+  for (const side of sides) await run(side, 3); // warm-up: the JIT settles (bench/README.md, Method)
   const got = sides.map(() => []);
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? [0, 1] : [1, 0];

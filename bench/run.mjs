@@ -149,7 +149,8 @@ const plan = {
     args.quick ? 1 : starvation ? STARVATION.duration : 3,
     'duration',
   ),
-  warmup: args.quick ? 0.5 : 1,
+  // 3 s: a Node front's JIT settles in about that much load (bench/README.md, Method).
+  warmup: args.quick ? 0.5 : 3,
   settleMs: 250,
   requestTimeout: 10,
   baseline: frontNames.includes('nginx') ? 'nginx' : null,
