@@ -265,12 +265,13 @@ describe.each(KINDS)('FastCGI keep-alive through %s', (kind) => {
   });
 
   it('each idle connection closes keepAlive.idleTimeout after its own last use, oldest first', async () => {
-    const front = await frontWith({ keepAlive: { idleTimeout: 800 } });
+    const front = await frontWith({ keepAlive: { idleTimeout: 1200 } });
     await Promise.all([get(front, '/slow'), get(front, '/slow')]);
     const stats = () => front.proxy.stats().backends[0]!;
     expect(stats().idle).toBe(2);
-    // The newest is taken and kept again 400 ms later: it outlives the other one by as much.
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    // The newest is taken and kept again 600 ms later: it outlives the other one by as much
+    // (margins of 600 ms either side, for a slow machine).
+    await new Promise((resolve) => setTimeout(resolve, 600));
     expect((await get(front, '/echo')).statusCode).toBe(200);
     expect(stats().idle).toBe(2);
     expect(await eventually(() => stats().idle < 2, 3000)).toBe(true);
