@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import { checkKnownKeys, intOption } from '../engine/option-checks.js';
 import { InvalidOptionError } from '../errors.js';
 import { bindSocket, releaseSocket, type SocketUser } from './connect.js';
+import { DeadlineTimer } from './deadline-timer.js';
 
 export interface KeepAliveOptions {
   /**
@@ -145,7 +146,7 @@ export class KeepAliveSet {
   readonly #idle: IdleConnection[] = [];
   #closed = false;
   /** One timer for the whole set: it closes the connections idle for idleTimeout, oldest first. */
-  #sweeper: NodeJS.Timeout | null = null;
+  readonly #sweeper = new DeadlineTimer((now) => this.#sweep(now), true);
 
   /** `options.maxIdle`, or its default for this backend. */
   readonly #maxIdle: number;
@@ -185,29 +186,22 @@ export class KeepAliveSet {
     const conn = new IdleConnection(this, socket, requests, performance.now());
     bindSocket(socket, conn);
     this.#idle.push(conn);
-    if (this.#sweeper === null) this.#sweepIn(o.idleTimeout);
-  }
-
-  #sweepIn(ms: number): void {
-    this.#sweeper = setTimeout(KeepAliveSet.#sweep, ms, this);
-    this.#sweeper.unref();
+    this.#sweeper.added(conn.since + o.idleTimeout);
   }
 
   /**
-   * The connections kept for idleTimeout close. They were put oldest first, so they are the
-   * first ones; the timer is set again for the next one to expire. A connection taken since
-   * is not in the set any more (a taken one is always the newest: the set is a stack).
+   * The connections kept for idleTimeout close; returns when the next one is due (DeadlineTimer).
+   * They were put oldest first, so they are the first ones. A connection taken since is not in
+   * the set any more (a taken one is always the newest: the set is a stack).
    */
-  static #sweep(set: KeepAliveSet): void {
-    set.#sweeper = null;
-    const ttl = set.options.idleTimeout;
-    const idle = set.#idle;
+  #sweep(now: number): number {
+    const ttl = this.options.idleTimeout;
+    const idle = this.#idle;
     // The timer's clock is the event loop's, in whole ms: up to 1 ms behind performance.now().
-    const now = performance.now() + 1;
     let expired = 0;
-    while (expired < idle.length && idle[expired]!.since + ttl <= now) expired++;
-    for (const conn of idle.splice(0, expired)) set.#close(conn, true);
-    if (idle.length > 0) set.#sweepIn(Math.max(1, Math.ceil(idle[0]!.since + ttl - now)));
+    while (expired < idle.length && idle[expired]!.since + ttl <= now + 1) expired++;
+    for (const conn of idle.splice(0, expired)) this.#close(conn, true);
+    return idle.length > 0 ? idle[0]!.since + ttl : Number.POSITIVE_INFINITY;
   }
 
   /**
@@ -238,10 +232,7 @@ export class KeepAliveSet {
   /** Closes every idle connection; later `put`s close theirs (graceful shutdown). */
   close(): void {
     this.#closed = true;
-    if (this.#sweeper !== null) {
-      clearTimeout(this.#sweeper);
-      this.#sweeper = null;
-    }
+    this.#sweeper.clear();
     for (const conn of this.#idle.splice(0)) this.#close(conn, true);
   }
 }

@@ -20,6 +20,7 @@ import {
 import { scgiProtocol } from '../scgi/protocol.js';
 import type { UpstreamAddress } from './address.js';
 import { HashRing, pickLeastConnections, pickRoundRobin } from './balance.js';
+import { DeadlineTimer } from './deadline-timer.js';
 import { KeepAliveSet, type ResolvedKeepAlive } from './keep-alive.js';
 
 /** `draining`: left the pool (setMembers) and still finishing requests in flight. */
@@ -201,11 +202,10 @@ export class UpstreamPool {
   /** Oldest first; with one queueTimeout for all, also soonest deadline first. */
   readonly #queue: Waiter[] = [];
   /**
-   * One timer for the whole queue, set for the first waiter's deadline, instead of one per
-   * waiter: when every request waits for one of PHP-FPM's children, nearly every request
-   * queues, and a timer each (a Timeout and a closure made, then cleared) was part of its cost.
+   * One timer for the whole queue instead of one per waiter: when every request waits for one of
+   * PHP-FPM's children, nearly every request queues.
    */
-  #queueTimer: NodeJS.Timeout | null = null;
+  readonly #queueTimer = new DeadlineTimer((now) => this.#expireWaiters(now), false);
   /** Queued waiters that already tried some backend (a retry): nearly always none. */
   #retryWaiters = 0;
   #closing = false;
@@ -339,7 +339,7 @@ export class UpstreamPool {
       const deadline = timeout > 0 ? performance.now() + timeout : Number.POSITIVE_INFINITY;
       const retry = tried.size > 0;
       const waiter: Waiter = { key, tried, retry, resolve, reject, deadline, cancel: null };
-      if (timeout > 0 && this.#queueTimer === null) this.#armQueueTimer(timeout);
+      if (timeout > 0) this.#queueTimer.added(deadline);
       if (abortable instanceof AbortSignal) {
         const onAbort = () => {
           this.#dequeue(waiter);
@@ -358,23 +358,15 @@ export class UpstreamPool {
     });
   }
 
-  /** Sets the queue's timer to fire in `ms`. */
-  #armQueueTimer(ms: number): void {
-    this.#queueTimer = setTimeout(() => this.#expireWaiters(), ms);
-  }
-
-  /** Fails the waiters whose deadline has come, then waits for the next one's. */
-  #expireWaiters(): void {
-    this.#queueTimer = null;
-    const now = performance.now();
+  /** Fails the waiters whose deadline has come; returns the next one's (DeadlineTimer). */
+  #expireWaiters(now: number): number {
     const queue = this.#queue;
     while (queue.length > 0 && queue[0]!.deadline <= now) {
       const w = queue[0]!;
       this.#dequeue(w);
       w.reject(withRetryAfter(new QueueTimeoutError(this.#opts.queueTimeout), 1));
     }
-    const next = queue[0]?.deadline ?? Number.POSITIVE_INFINITY;
-    if (next !== Number.POSITIVE_INFINITY) this.#armQueueTimer(Math.max(1, Math.ceil(next - now)));
+    return queue[0]?.deadline ?? Number.POSITIVE_INFINITY;
   }
 
   #dequeue(w: Waiter): void {
@@ -384,10 +376,7 @@ export class UpstreamPool {
       if (w.retry) this.#retryWaiters--;
     }
     // No waiter left: nothing may keep the process alive until the timer would have fired.
-    if (this.#queue.length === 0 && this.#queueTimer !== null) {
-      clearTimeout(this.#queueTimer);
-      this.#queueTimer = null;
-    }
+    if (this.#queue.length === 0) this.#queueTimer.clear();
     if (w.cancel !== null) {
       w.cancel();
       w.cancel = null;
