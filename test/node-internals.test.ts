@@ -1,6 +1,10 @@
 /**
  * Node internals this project depends on, checked so that a change in Node shows up here first:
  *
+ * - `socket.destroy()` stops the timer of `socket.setTimeout` (documented only as "no more I/O
+ *   activity"): scgi-core's releaseSocket (upstream/connect.ts) destroys a socket without
+ *   clearing its idle timer first, and a kept FastCGI connection's timer is not reset per
+ *   request (upstream/keep-alive.ts).
  * - The one internal the adapters read (scgi-core http/connect-method.ts `serverOf`). Node
  *   offers no public way from a request to the server it came in on, and express-scgi needs the
  *   server to answer CONNECT and to close with it. Without this check, the change would show up
@@ -11,7 +15,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect, createServer as createNetServer } from 'node:net';
 import { serverOf } from 'scgi-core/adapter';
 import { describe, expect, it } from 'vitest';
 
@@ -44,6 +48,27 @@ async function tickLiteralStates(load: boolean): Promise<string[]> {
 }
 
 describe('Node internals this project relies on', () => {
+  it('socket.destroy() stops the socket timeout timer', async () => {
+    const server = createNetServer((s) => s.on('error', () => {}));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const timeouts = { armed: 0, destroyed: 0 };
+    // The control: an armed timer does fire, so the check below could see one.
+    const armed = connect(port, '127.0.0.1');
+    armed.setTimeout(30, () => timeouts.armed++);
+    const destroyed = connect(port, '127.0.0.1');
+    destroyed.setTimeout(30, () => timeouts.destroyed++);
+    await new Promise((r) => destroyed.once('connect', r));
+    destroyed.destroy();
+    await new Promise((r) => setTimeout(r, 200));
+    armed.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+    expect(timeouts.armed).toBeGreaterThan(0);
+    expect(timeouts.destroyed).toBe(0);
+    // `timeout` keeps its value: exchange.ts sets a new connection's timer whatever it says.
+    expect(destroyed.timeout).toBe(30);
+  });
+
   it('an accepted request socket names its server (`socket.server`)', async () => {
     let seen: unknown = null;
     const server = createServer((req, res) => {

@@ -147,9 +147,6 @@ function forwardEvents(s: BoundSocket): void {
 export function releaseSocket(socket: Socket, clean: boolean): void {
   const s = socket as BoundSocket;
   s[kUser] = null;
-  // No timer survives the socket's user (a no-op once the socket is destroyed: destroy() stops
-  // the timer itself, and exchange.ts `#connected` always sets it on a new connection).
-  if (s.timeout) s.setTimeout(0);
   if (
     clean &&
     s[kIdle] !== undefined &&
@@ -160,6 +157,8 @@ export function releaseSocket(socket: Socket, clean: boolean): void {
   ) {
     s[kRecycle] = true;
   }
+  // Also stops the socket's idle timer (Node's _destroy clears it; `timeout` keeps its value,
+  // which is why exchange.ts `#connected` always sets a new connection's timer).
   s.destroy();
 }
 
