@@ -291,15 +291,12 @@ export class ScgiProxy {
     // the watch calls the running exchange directly and makes a signal only when one is needed
     // (spooling a body, waiting in the queue).
     const watch = new ClientWatch(opts.signal);
-    let detachRes: (() => void) | null = null;
     if (opts.res !== undefined) {
-      const res = opts.res;
-      const onClose = () => {
-        if (!res.writableFinished) watch.abort(new RequestAbortedError('the client went away'));
-      };
+      // Never removed: once the request is over (dispose), the listener does nothing, and a
+      // removeListener per request would cost more (it deletes a key of the emitter's event map).
       // `on`, not `once`: 'close' comes once, and once's wrapper is two more objects per request.
-      res.on('close', onClose);
-      detachRes = () => res.removeListener('close', onClose);
+      (opts.res as ResWithWatch)[kWatch] = watch;
+      opts.res.on('close', onResClose);
     }
     let body: ExchangeBody | null = null;
     try {
@@ -310,7 +307,6 @@ export class ScgiProxy {
       const b = body;
       if (response.bodyBuffer !== null) {
         // Collected whole: the exchange is already over.
-        detachRes?.();
         watch.dispose();
         if (b.kind === 'spooled') b.spool.dispose();
       } else {
@@ -319,7 +315,6 @@ export class ScgiProxy {
         if (opts.res !== undefined && stream instanceof UpstreamBody)
           stream.watchPipeInto(opts.res);
         stream.once('close', () => {
-          detachRes?.();
           watch.dispose();
           if (b.kind === 'spooled') b.spool.dispose();
         });
@@ -328,7 +323,6 @@ export class ScgiProxy {
       body = null; // disposed with the response above
       return await this.#sendfile(req, response);
     } catch (err) {
-      detachRes?.();
       watch.dispose();
       if (body?.kind === 'spooled') body.spool.dispose();
       const e = err as ScgiError;
@@ -712,6 +706,14 @@ function retryPause(
   });
 }
 
+const kWatch = Symbol('scgi-core.watch');
+type ResWithWatch = NonNullable<ScgiRequestOptions['res']> & { [kWatch]?: ClientWatch };
+
+/** The `close` listener of a request's `res`: the client went away before the response ended. */
+function onResClose(this: ResWithWatch): void {
+  if (!this.writableFinished) this[kWatch]?.abort(new RequestAbortedError('the client went away'));
+}
+
 /**
  * Watches one request for its client going away (or the caller's signal). Cheap when nothing
  * happens: an AbortSignal is made only for the slow paths that need one.
@@ -722,6 +724,8 @@ class ClientWatch implements AbortHook {
   exchange: Exchange | null = null;
   #controller: AbortController | null = null;
   #onUserAbort: (() => void) | null = null;
+  /** Disposed: the request is over and an abort no longer concerns it. */
+  #over = false;
 
   constructor(userSignal: AbortSignal | undefined) {
     this.userSignal = userSignal;
@@ -729,7 +733,7 @@ class ClientWatch implements AbortHook {
   }
 
   abort(reason: ScgiError): void {
-    if (this.reason !== null) return;
+    if (this.reason !== null || this.#over) return;
     this.reason = reason;
     this.exchange?.destroy(reason);
     const hook = this.#hook;
@@ -773,6 +777,7 @@ class ClientWatch implements AbortHook {
    * (a running exchange keeps its own listener until it ends).
    */
   dispose(): void {
+    this.#over = true;
     if (this.#onUserAbort !== null) {
       this.userSignal?.removeEventListener('abort', this.#onUserAbort);
       this.#onUserAbort = null;
