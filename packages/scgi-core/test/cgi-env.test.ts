@@ -430,6 +430,20 @@ describe('buildCgiEnv on crafted requests', () => {
     );
   });
 
+  it('gives every environment pairs of its own: one changed in place never reaches the next', () => {
+    // What a rewriteEnv hook may do. Constant pairs and static params are not shared arrays.
+    const options = resolveCgiEnvOptions({ params: { SCRIPT_FILENAME: '/srv/index.php' } });
+    const first = buildCgiEnv(fake(), options);
+    const before = first.map(([n, v]) => [n, v]);
+    for (const pair of first) (pair as unknown as string[])[1] = 'changed';
+    const second = buildCgiEnv(fake(), options);
+    expect(second).toEqual(before);
+    expect(second.find(([n]) => n === 'SCRIPT_FILENAME')).toEqual([
+      'SCRIPT_FILENAME',
+      '/srv/index.php',
+    ]);
+  });
+
   it('stays correct past the header-name cache bound', () => {
     const rawHeaders = Array.from({ length: 3000 }, (_, i) => [`X-N${i}`, String(i)]).flat();
     const env = buildCgiEnv(fake({ rawHeaders }), {});

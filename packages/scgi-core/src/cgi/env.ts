@@ -260,12 +260,10 @@ function normalizeParams(input: EnvInput): EnvPair[] {
 
 // --- the environment ----------------------------------------------------------------------
 
-// Constant pairs, shared by every environment (pairs are read-only).
-const SCGI_PAIR: EnvPair = Object.freeze(['SCGI', '1'] as const);
-const HTTP_SCHEME_PAIR: EnvPair = Object.freeze(['REQUEST_SCHEME', 'http'] as const);
-const HTTPS_SCHEME_PAIR: EnvPair = Object.freeze(['REQUEST_SCHEME', 'https'] as const);
-const HTTPS_ON_PAIR: EnvPair = Object.freeze(['HTTPS', 'on'] as const);
-const GATEWAY_PAIR: EnvPair = Object.freeze(['GATEWAY_INTERFACE', 'CGI/1.1'] as const);
+// Every pair of an environment is a new array literal, constants too: shared pairs would have to
+// be frozen (a rewriteEnv hook may change a pair in place), and frozen arrays have another map,
+// which makes the encoders' `pair[0]` / `pair[1]` loads polymorphic: that doubled the time to
+// encode a head (SCGI and FastCGI alike) for the cost of five small arrays.
 
 /**
  * Builds the CGI environment of `req`, in this order: CONTENT_LENGTH, SCGI, REQUEST_METHOD,
@@ -330,7 +328,7 @@ export function buildCgiEnv(
 
   const env: EnvPair[] = [
     ['CONTENT_LENGTH', contentLengthValue(perRequest?.contentLength, h.contentLength)],
-    SCGI_PAIR,
+    ['SCGI', '1'],
     ['REQUEST_METHOD', req.method ?? 'GET'],
     ['REQUEST_URI', target.uri],
     ['QUERY_STRING', target.query],
@@ -339,9 +337,9 @@ export function buildCgiEnv(
     ['SCRIPT_NAME', prefix.value],
     ['PATH_INFO', pathInfo],
     ['SERVER_PROTOCOL', `HTTP/${req.httpVersion}`],
-    https ? HTTPS_SCHEME_PAIR : HTTP_SCHEME_PAIR,
+    ['REQUEST_SCHEME', https ? 'https' : 'http'],
   ];
-  if (https) env.push(HTTPS_ON_PAIR);
+  if (https) env.push(['HTTPS', 'on']);
   env.push(
     ['REMOTE_ADDR', plainAddress(remoteAddr)],
     ['REMOTE_PORT', socket?.remotePort === undefined ? '' : String(socket.remotePort)],
@@ -352,15 +350,12 @@ export function buildCgiEnv(
       resolved.serverPort ?? (localPort === undefined ? (https ? '443' : '80') : String(localPort)),
     ],
     ['SERVER_SOFTWARE', resolved.serverSoftware],
-    GATEWAY_PAIR,
+    ['GATEWAY_INTERFACE', 'CGI/1.1'],
   );
   for (const pair of h.headers) env.push(pair);
   const { params } = resolved;
-  if (params !== null)
-    applyParams(
-      env,
-      typeof params === 'function' ? normalizeParams(params(req, prefix.context)) : params,
-    );
+  if (typeof params === 'function') applyParams(env, normalizeParams(params(req, prefix.context)));
+  else if (params !== null) applyParams(env, params.map(copyPair));
   return env;
 }
 
@@ -417,6 +412,9 @@ function hostName(host: string | undefined): string | undefined {
   }
   return end === 0 ? undefined : host.slice(0, end);
 }
+
+/** A new pair of the same strings (see the note on pairs above buildCgiEnv). */
+const copyPair = (pair: EnvPair): EnvPair => [pair[0], pair[1]];
 
 /** Replaces variables in place (keeping their position) and appends new ones. */
 function applyParams(env: EnvPair[], params: readonly EnvPair[]): void {
