@@ -181,8 +181,10 @@ function takeSocket(lending: boolean): BoundSocket {
   // Nagle off: the head and small bodies should leave at once. Node applies it to every handle
   // the socket gets, so to each reconnection too (a Unix socket ignores it).
   s.setNoDelay(true);
+  // Every property of ours from the start, in one order: sockets keep one map (monomorphic loads).
   s[kIdle] = idle;
   s[kPending] = null;
+  s[kRecycle] = false;
   forwardEvents(s);
   s.on('connect', onConnect);
   return s;
