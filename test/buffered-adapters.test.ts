@@ -216,6 +216,36 @@ describe.each(KINDS)('through %s', (kind) => {
     }
   });
 
+  it('a hook that throws or rejects ends its exchange with a 500, and the front serves on', async () => {
+    const boom = () => {
+      throw new Error('hook failed');
+    };
+    const hooks = [
+      { onResponse: boom },
+      { onResponse: async () => boom() },
+      // A backend that is not there (tried once): the request fails, then its error hook.
+      { onError: boom, upstream: 'unix:/nonexistent/scgi.sock', retryTimeout: 0 },
+      { onError: async () => boom(), upstream: 'unix:/nonexistent/scgi.sock', retryTimeout: 0 },
+    ];
+    for (const hook of hooks) {
+      const front = await startFront(kind, {
+        upstream: backend.address,
+        ...hook,
+      } as unknown as FastifyScgiOptions & ExpressScgiOptions);
+      try {
+        // The hook's failure, not the gateway's: 500 from the framework's error handler.
+        const res = await send(front, { target: '/app/typed', method: 'GET' });
+        expect(res.statusCode).toBe(500);
+        const again = await send(front, { target: '/app/typed', method: 'GET' });
+        expect(again.statusCode).toBe(500);
+      } finally {
+        await front.close();
+      }
+    }
+    // The backend still answers through a front without hooks.
+    expect((await send(buffered, { target: '/app/typed', method: 'GET' })).statusCode).toBe(201);
+  });
+
   it('a body without a Content-Type reaches the client without one', async () => {
     const res = await both('/app/untyped');
     expect(fields(res)).toEqual([['content-length', String(BODY.length)]]);

@@ -6,7 +6,7 @@
  */
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
-import { type EnvPair, keepRawBody, type ScgiError, ScgiProxy, type ScgiResponse } from 'scgi-core';
+import { type EnvPair, keepRawBody, ScgiError, ScgiProxy, type ScgiResponse } from 'scgi-core';
 import {
   applyResponseHead,
   BODY_PARSER_FIX,
@@ -63,12 +63,23 @@ export function scgiProxy(options: ExpressScgiOptions): ScgiMiddleware {
 
   const fail: ErrorHandler = (err, req, res, next) => {
     if (res.headersSent || res.destroyed) return void res.destroy();
+    // Not the proxy's (an onResponse hook threw): Express's own rule, a 500 by its handler.
+    if (!(err instanceof ScgiError)) return next(err);
     setErrorHeaders(res, err);
     // Error middleware logs what it gets; what none sees is the exchange's one line (its level).
     if (!respondOnError && onError === undefined) return next(err);
     if (logger !== null && level !== null) logFailure(logger, level, err);
-    if (onError !== undefined) onError(err, req, res, next);
-    else writeErrorResponse(res, err, req.method);
+    if (onError === undefined) return writeErrorResponse(res, err, req.method);
+    // A hook that throws or rejects is an error as middleware's are: to `next` (Express answers
+    // 500), or, once the head went out, the end of the socket. Never an unhandled rejection.
+    const hookFailed = (thrown: unknown) =>
+      res.headersSent || res.destroyed ? res.destroy(thrown as Error) : next(thrown);
+    try {
+      const done = onError(err, req, res, next) as unknown;
+      if (done instanceof Promise) done.catch(hookFailed);
+    } catch (thrown) {
+      hookFailed(thrown);
+    }
   };
 
   const middleware = (req: ExpressLikeRequest, res: ServerResponse, next: NextFunction): void => {

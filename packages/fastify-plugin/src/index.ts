@@ -7,13 +7,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { EnvPair, ScgiError, ScgiLogger, ScgiProxy, ScgiResponse } from 'scgi-core';
 import {
-  afterBodySent,
   applyResponseHead,
   BODY_PARSER_FIX,
   checkMountPrefix,
-  type HeadTarget,
   logExchangeWhenOver,
-  onEarlyBodyFailure,
   parsedBodyGuard,
   refuseConnect,
   resolveExchangeLog,
@@ -26,6 +23,7 @@ import {
 import { passContentType, restoreContentType } from './content-type.js';
 import { ADAPTER_KEYS, type FastifyScgiOptions, type ReplyScgiOptions } from './options.js';
 import { mayRecycle } from './recycle.js';
+import { replyTarget, sendBody } from './reply.js';
 
 export { scgiHealthRoute } from './health.js';
 export type * from './options.js';
@@ -90,6 +88,8 @@ async function fastifyScgiPlugin(
       return reply;
     }
     const recycle = onResponse === undefined && mayRecycle(reply);
+    // What a handler below throws or rejects with, after the head: the reply ends with it.
+    const crash = (err: Error) => (reply.sent ? reply.raw.destroy(err) : reply.send(err));
     engine
       .request(raw, {
         scriptName: opts.scriptName ?? (routed ? mount : ''),
@@ -100,16 +100,26 @@ async function fastifyScgiPlugin(
         requestId: request.id,
         recycleBody: recycle,
       })
-      .then((response) => {
-        applyResponseHead(replyTarget(reply), response);
-        // Also when onResponse sends something else itself.
-        if (level !== null) logExchangeWhenOver(request.log, level, response);
-        if (onResponse === undefined) return sendBody(reply, response, recycle);
-        return Promise.resolve(onResponse(request, reply, response)).then(() => {
-          if (!reply.sent) sendBody(reply, response, false);
-        });
-      }, fail)
-      .catch((err: Error) => (reply.sent ? reply.raw.destroy(err) : reply.send(err)));
+      // Both handlers catch what they throw themselves: no `.catch` after them, whose promise
+      // would be one more microtask per request (as express-scgi).
+      .then(
+        (response) => {
+          try {
+            applyResponseHead(replyTarget(reply), response);
+            // Also when onResponse sends something else itself.
+            if (level !== null) logExchangeWhenOver(request.log, level, response);
+            if (onResponse === undefined) return sendBody(reply, response, recycle);
+            Promise.resolve(onResponse(request, reply, response))
+              .then(() => {
+                if (!reply.sent) sendBody(reply, response, false);
+              })
+              .catch(crash);
+          } catch (err) {
+            crash(err as Error);
+          }
+        },
+        (error: ScgiError) => void fail(error).catch(crash),
+      );
     return reply;
   };
 
@@ -161,35 +171,6 @@ async function fastifyScgiPlugin(
 }
 
 const BODYLESS = new Set(['GET', 'HEAD', 'TRACE']);
-
-/** The reply as the core's head target: headers stay in `reply`, where onSend hooks see them. */
-function replyTarget(reply: FastifyReply): HeadTarget {
-  return {
-    raw: reply.raw,
-    status(code, reason) {
-      reply.code(code);
-      if (reason !== undefined) reply.raw.statusMessage = reason;
-    },
-    header: (name, value) => reply.header(name, value),
-    removeHeader: (name) => reply.removeHeader(name),
-  };
-}
-
-/** A small body collected whole goes out as one Buffer; anything else streams. */
-function sendBody(reply: FastifyReply, response: ScgiResponse, recycle: boolean): void {
-  const buf = response.bodyBuffer;
-  // Fastify labels a Buffer without a type application/octet-stream; a CGI response without a
-  // Content-Type must reach the client without one, so such a body takes the stream path.
-  if (buf !== null && (buf.length === 0 || response.headers['content-type'] !== undefined)) {
-    reply.send(buf.length === 0 ? undefined : buf);
-    afterBodySent(reply.raw, response, recycle);
-    return;
-  }
-  // A body that fails before its first byte reaches Fastify's error handler (its listener comes
-  // after this one), without the backend's headers.
-  onEarlyBodyFailure(replyTarget(reply), response);
-  reply.send(response.body);
-}
 
 /** The Fastify plugin. `app.register(fastifyScgi, { upstream, prefix })`. */
 export const fastifyScgi = fp(fastifyScgiPlugin, { fastify: '5.x', name: 'fastify-scgi' });
