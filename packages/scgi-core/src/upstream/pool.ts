@@ -370,13 +370,16 @@ export class UpstreamPool {
   }
 
   #dequeue(w: Waiter): void {
-    const i = this.#queue.indexOf(w);
+    const queue = this.#queue;
+    // Nearly always the head: shift(), which unlike splice() makes no array of what it removed.
+    const i = queue[0] === w ? 0 : queue.indexOf(w);
     if (i !== -1) {
-      this.#queue.splice(i, 1);
+      if (i === 0) queue.shift();
+      else queue.splice(i, 1);
       if (w.retry) this.#retryWaiters--;
     }
     // No waiter left: nothing may keep the process alive until the timer would have fired.
-    if (this.#queue.length === 0) this.#queueTimer.clear();
+    if (queue.length === 0) this.#queueTimer.clear();
     if (w.cancel !== null) {
       w.cancel();
       w.cancel = null;
