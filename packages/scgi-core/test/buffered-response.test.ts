@@ -12,7 +12,7 @@ import {
 } from 'node:http';
 import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
 import { text } from 'node:stream/consumers';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Exchange } from '../src/engine/exchange.js';
 import {
   RequestAbortedError,
@@ -478,6 +478,40 @@ describe('client aborts', () => {
     expect(connects).toBe(0);
     expect(outcomes).toHaveLength(1);
     expect(outcomes[0]).toMatchObject({ ok: false, failure: false });
+  });
+
+  it('request() called again and again on one res keeps one close listener, and a client leaving still aborts the latest', async () => {
+    let held: Socket | null = null;
+    const b = await backend((s, env) => {
+      if (env.PATH_INFO === '/hold')
+        held = s; // answers never
+      else cgi(s, `${head(2)}ok`);
+    });
+    const proxy = new ScgiProxy({ upstream: b.address });
+    cleanups.push(() => proxy.close(0));
+    const listeners: number[] = [];
+    const errors: string[] = [];
+    const server = createServer(async (req, res) => {
+      // What an error hook that tries again does: more requests for the same res.
+      for (let i = 0; i < 12; i++) await proxy.request(req, { res, url: '/ok' });
+      listeners.push(res.listenerCount('close'));
+      await proxy.request(req, { res, url: '/hold' }).catch((e: ScgiError) => errors.push(e.code));
+      res.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => server.close(r)));
+    const port = (server.address() as AddressInfo).port;
+    const client = connect(port, '127.0.0.1');
+    client.on('error', () => {});
+    client.write('GET /x HTTP/1.1\r\nHost: a\r\n\r\n');
+    await vi.waitFor(() => expect(held).not.toBeNull(), { timeout: 5000 });
+    const closed = new Promise((r) => held!.once('close', r));
+    client.destroy();
+    // The client went away: the held exchange is aborted and its backend socket closed.
+    await closed;
+    await vi.waitFor(() => expect(errors).toEqual(['SCGI_ERR_REQUEST_ABORTED']), { timeout: 5000 });
+    // Ours, once, after 12 requests (res has no other 'close' listener here).
+    expect(listeners).toEqual([1]);
   });
 
   it('a caller signal shared by many requests keeps no listener once they are over', async () => {

@@ -291,12 +291,14 @@ export class ScgiProxy {
     // the watch calls the running exchange directly and makes a signal only when one is needed
     // (spooling a body, waiting in the queue).
     const watch = new ClientWatch(opts.signal);
-    if (opts.res !== undefined) {
-      // Never removed: once the request is over (dispose), the listener does nothing, and a
-      // removeListener per request would cost more (it deletes a key of the emitter's event map).
-      // `on`, not `once`: 'close' comes once, and once's wrapper is two more objects per request.
-      (opts.res as ResWithWatch)[kWatch] = watch;
-      opts.res.on('close', onResClose);
+    const res = opts.res as ResWithWatch | undefined;
+    if (res !== undefined) {
+      // One shared listener per `res`, never removed: it aborts the watch of the request now on
+      // `res`, and a disposed watch ignores it. A removeListener per request would cost more (it
+      // deletes a key of the emitter's event map). `on`, not `once`: 'close' comes once, and
+      // once's wrapper is two more objects per request.
+      if (res[kWatch] === undefined) res.on('close', onResClose);
+      res[kWatch] = watch;
     }
     let body: ExchangeBody | null = null;
     try {
