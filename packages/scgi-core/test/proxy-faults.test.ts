@@ -15,7 +15,7 @@ import {
   type Server as NetServer,
   type Socket,
 } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ScgiProxy, type ScgiProxyOptions } from '../src/index.js';
 import { ScgiHeadDecoder } from '../src/scgi/head.js';
 import { get } from './http-client.js';
@@ -119,6 +119,95 @@ describe('failures before the response head', () => {
       close: () => new Promise((r) => s.close(() => r())),
     };
     expect((await get(f.port)).body.toString()).toBe('SCGI_ERR_CONNECT ENOENT');
+  });
+
+  it('a connector that throws -> 503 SCGI_ERR_NO_SOCKET: its slot comes back, the backend is not charged, close() ends', async () => {
+    let calls = 0;
+    const proxy = new ScgiProxy({
+      upstream: backendAddr,
+      maxConnections: 1,
+      queueTimeout: 500,
+      connector: () => {
+        calls++;
+        throw new Error('a bug in the connector');
+      },
+    });
+    const s = createServer((req, res) => {
+      proxy.request(req, { res }).then(
+        () => res.end('unexpected'),
+        (e: Error & { code: string; statusCode: number; cause: Error }) => {
+          res.writeHead(e.statusCode);
+          res.end(`${e.code} ${e.cause.message}`);
+        },
+      );
+    });
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    f = {
+      port: (s.address() as AddressInfo).port,
+      errors: [],
+      close: () => new Promise((r) => s.close(() => r())),
+    };
+    // One slot: each request would wait behind a leaked one and time out in the queue.
+    for (let i = 0; i < 3; i++) {
+      const res = await get(f.port);
+      expect(res.status).toBe(503);
+      expect(res.body.toString()).toBe('SCGI_ERR_NO_SOCKET a bug in the connector');
+    }
+    expect(calls).toBe(3);
+    expect(proxy.inFlight).toBe(0);
+    const [b] = proxy.stats().backends;
+    expect(b).toMatchObject({ active: 0, state: 'up', failed: 0 });
+    // Resolves: nothing is left in flight.
+    const hung = new Promise((_, reject) => setTimeout(reject, 2000, new Error('close() hung')));
+    await Promise.race([proxy.close(), hung]);
+  });
+
+  it('a connector that calls back with an error of its own -> 502 SCGI_ERR_CONNECT, that error as cause', async () => {
+    const proxy = new ScgiProxy({
+      upstream: backendAddr,
+      retryTimeout: 0,
+      connector: (_address, _options, callback) => {
+        setImmediate(() => callback(new Error('TLS handshake failed') as never, null));
+      },
+    });
+    const s = createServer((req, res) => {
+      proxy.request(req, { res }).then(
+        () => res.end('unexpected'),
+        (e: Error & { code: string; statusCode: number; cause: Error }) => {
+          res.writeHead(e.statusCode);
+          res.end(`${e.code} ${e.cause.message}`);
+        },
+      );
+    });
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    f = {
+      port: (s.address() as AddressInfo).port,
+      errors: [],
+      close: () => new Promise((r) => s.close(() => r())),
+    };
+    const res = await get(f.port);
+    expect(res.status).toBe(502);
+    expect(res.body.toString()).toBe('SCGI_ERR_CONNECT TLS handshake failed');
+    expect(proxy.inFlight).toBe(0);
+    await proxy.close();
+  });
+
+  it('a health check whose connector throws fails at once (no rejection, no timer left)', async () => {
+    const proxy = new ScgiProxy({
+      upstream: backendAddr,
+      healthCheck: { interval: 20, timeout: 60_000 },
+      connector: () => {
+        throw new Error('a bug in the connector');
+      },
+    });
+    try {
+      // Marked down by the failed checks, long before the 60 s check timeout.
+      await vi.waitFor(() => expect(proxy.stats().backends[0]!.healthy).toBe(false), {
+        timeout: 5000,
+      });
+    } finally {
+      await proxy.close(0);
+    }
   });
 
   it('a connect that hangs (full backlog) -> 504 SCGI_ERR_CONNECT_TIMEOUT', async () => {

@@ -15,13 +15,15 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { CgiResponseParser } from '../cgi/response-parser.js';
 import {
+  ConnectError,
   HeadersTimeoutError,
   IdleTimeoutError,
   KeptConnectionClosedError,
+  NoSocketError,
   RequestAbortedError,
   RequestTimeoutError,
   ResponseHeaderError,
-  type ScgiError,
+  ScgiError,
   SendTimeoutError,
   UpstreamBodyError,
   UpstreamClosedError,
@@ -32,7 +34,7 @@ import { pumpBody } from '../http/request-body.js';
 import type { SpooledBody } from '../http/spool.js';
 import type { CgiResponseHead } from '../types.js';
 import type { UpstreamAddress } from '../upstream/address.js';
-import { bindSocket, releaseSocket, type SocketUser } from '../upstream/connect.js';
+import { bindSocket, type Connector, releaseSocket, type SocketUser } from '../upstream/connect.js';
 import type { KeepAliveSet } from '../upstream/keep-alive.js';
 import type { Outcome } from '../upstream/pool.js';
 import { chargesBackend } from './failure-policy.js';
@@ -220,22 +222,32 @@ export class Exchange implements SocketUser, InFlightLink<Exchange> {
       // A new connection: idle ones make way first if it would pass maxConnections.
       keep.makeRoom();
     }
-    const cancel = this.#opts.connector(
-      this.#address,
-      { timeout: this.#opts.connectTimeout },
-      (err, socket) => {
-        this.#cancelConnect = null;
-        if (this.#state === State.Done) {
-          socket?.destroy();
-          return;
-        }
-        if (err !== null || socket === null) {
-          this.#fail(err ?? new UpstreamResetError('no socket'));
-          return;
-        }
-        this.#connected(socket);
-      },
-    );
+    let cancel: ReturnType<Connector>;
+    try {
+      cancel = this.#opts.connector(
+        this.#address,
+        { timeout: this.#opts.connectTimeout },
+        (err, socket) => {
+          this.#cancelConnect = null;
+          if (this.#state === State.Done) {
+            socket?.destroy();
+            return;
+          }
+          if (err !== null || socket === null) {
+            // A custom connector's own error is a failure to connect, as the default one's are.
+            const e = err ?? new UpstreamResetError('no socket');
+            this.#fail(e instanceof ScgiError ? e : new ConnectError({ cause: e }));
+            return;
+          }
+          this.#connected(socket);
+        },
+      );
+    } catch (thrown) {
+      // A connector that throws is a fault of this process, not of the backend (not charged);
+      // the exchange ends as any other, so its pool slot comes back.
+      this.#fail(new NoSocketError('the connector threw', { cause: thrown }));
+      return this.promise;
+    }
     // Unless it already called back (a connector may, synchronously).
     if (typeof cancel === 'function' && this.#state === State.Connecting)
       this.#cancelConnect = cancel;

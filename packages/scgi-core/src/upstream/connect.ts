@@ -33,7 +33,9 @@ export type ConnectCallback = (err: ScgiError | null, socket: Socket | null) => 
 /**
  * A function that opens a socket to the address and calls back once it is connected. It may
  * return a function that abandons the attempt (the client went away while connecting): the
- * socket and timer are freed at once and the callback is not called.
+ * socket and timer are freed at once and the callback is not called. The engine takes an error
+ * that is not an `ScgiError` as `SCGI_ERR_CONNECT`, and a throw as `SCGI_ERR_NO_SOCKET`
+ * (engine/exchange.ts `start`).
  */
 export type Connector = (
   address: UpstreamAddress,

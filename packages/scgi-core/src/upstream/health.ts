@@ -11,7 +11,7 @@ import { CgiResponseParser } from '../cgi/response-parser.js';
 import { checkKnownKeys, intOption } from '../engine/option-checks.js';
 import { InvalidOptionError } from '../errors.js';
 import type { EnvInput, EnvPair } from '../types.js';
-import type { Connector } from './connect.js';
+import type { ConnectCallback, Connector } from './connect.js';
 import type { Backend, UpstreamPool } from './pool.js';
 
 export interface HealthCheckOptions {
@@ -133,7 +133,7 @@ export function checkBackend(
     const onAbort = () => finish(false);
     const timer = setTimeout(() => finish(false), check.timeout);
     signal?.addEventListener('abort', onAbort, { once: true });
-    connector(backend.address, { timeout: check.timeout }, (err, socket) => {
+    const onConnect: ConnectCallback = (err, socket) => {
       if (err !== null || socket === null) return finish(false);
       if (done) {
         socket.destroy();
@@ -194,7 +194,13 @@ export function checkBackend(
           false,
         ),
       );
-    });
+    };
+    try {
+      connector(backend.address, { timeout: check.timeout }, onConnect);
+    } catch {
+      // A connector that throws: the check failed, and its timer and listener go at once.
+      finish(false);
+    }
   });
 }
 
