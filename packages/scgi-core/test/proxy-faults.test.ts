@@ -90,6 +90,25 @@ afterEach(async () => {
   behave = () => {};
 });
 
+/** A front over `proxy` that answers a failure with its status, then `code cause.message`. */
+async function answerWithCause(proxy: ScgiProxy): Promise<typeof f> {
+  const s = createServer((req, res) => {
+    proxy.request(req, { res }).then(
+      () => res.end('unexpected'),
+      (e: Error & { code: string; statusCode: number; cause: Error }) => {
+        res.writeHead(e.statusCode);
+        res.end(`${e.code} ${e.cause.message}`);
+      },
+    );
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return {
+    port: (s.address() as AddressInfo).port,
+    errors: [],
+    close: () => new Promise((r) => s.close(() => r())),
+  };
+}
+
 describe('failures before the response head', () => {
   it('refused connection -> 502 SCGI_ERR_CONNECT', async () => {
     const probe = createNetServer();
@@ -132,21 +151,7 @@ describe('failures before the response head', () => {
         throw new Error('a bug in the connector');
       },
     });
-    const s = createServer((req, res) => {
-      proxy.request(req, { res }).then(
-        () => res.end('unexpected'),
-        (e: Error & { code: string; statusCode: number; cause: Error }) => {
-          res.writeHead(e.statusCode);
-          res.end(`${e.code} ${e.cause.message}`);
-        },
-      );
-    });
-    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-    f = {
-      port: (s.address() as AddressInfo).port,
-      errors: [],
-      close: () => new Promise((r) => s.close(() => r())),
-    };
+    f = await answerWithCause(proxy);
     // One slot: each request would wait behind a leaked one and time out in the queue.
     for (let i = 0; i < 3; i++) {
       const res = await get(f.port);
@@ -170,21 +175,7 @@ describe('failures before the response head', () => {
         setImmediate(() => callback(new Error('TLS handshake failed') as never, null));
       },
     });
-    const s = createServer((req, res) => {
-      proxy.request(req, { res }).then(
-        () => res.end('unexpected'),
-        (e: Error & { code: string; statusCode: number; cause: Error }) => {
-          res.writeHead(e.statusCode);
-          res.end(`${e.code} ${e.cause.message}`);
-        },
-      );
-    });
-    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-    f = {
-      port: (s.address() as AddressInfo).port,
-      errors: [],
-      close: () => new Promise((r) => s.close(() => r())),
-    };
+    f = await answerWithCause(proxy);
     const res = await get(f.port);
     expect(res.status).toBe(502);
     expect(res.body.toString()).toBe('SCGI_ERR_CONNECT TLS handshake failed');
