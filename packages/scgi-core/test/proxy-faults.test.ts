@@ -163,8 +163,11 @@ describe('failures before the response head', () => {
     const [b] = proxy.stats().backends;
     expect(b).toMatchObject({ active: 0, state: 'up', failed: 0 });
     // Resolves: nothing is left in flight.
-    const hung = new Promise((_, reject) => setTimeout(reject, 2000, new Error('close() hung')));
-    await Promise.race([proxy.close(), hung]);
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise((_, reject) => {
+      timer = setTimeout(reject, 2000, new Error('close() hung'));
+    });
+    await Promise.race([proxy.close(), hung]).finally(() => clearTimeout(timer));
   });
 
   it('a connector that calls back with an error of its own -> 502 SCGI_ERR_CONNECT, that error as cause', async () => {
@@ -183,7 +186,7 @@ describe('failures before the response head', () => {
     await proxy.close();
   });
 
-  it('a health check whose connector throws fails at once (no rejection, no timer left)', async () => {
+  it('a health check whose connector throws fails at once: the backend is marked down, nothing rejects unhandled', async () => {
     const proxy = new ScgiProxy({
       upstream: backendAddr,
       healthCheck: { interval: 20, timeout: 60_000 },
