@@ -88,8 +88,6 @@ async function fastifyScgiPlugin(
       return reply;
     }
     const recycle = onResponse === undefined && mayRecycle(reply);
-    // What a handler below throws or rejects with, after the head: the reply ends with it.
-    const crash = (err: Error) => (reply.sent ? reply.raw.destroy(err) : reply.send(err));
     engine
       .request(raw, {
         scriptName: opts.scriptName ?? (routed ? mount : ''),
@@ -100,26 +98,17 @@ async function fastifyScgiPlugin(
         requestId: request.id,
         recycleBody: recycle,
       })
-      // Both handlers catch what they throw themselves: no `.catch` after them, whose promise
-      // would be one more microtask per request (as express-scgi).
-      .then(
-        (response) => {
-          try {
-            applyResponseHead(replyTarget(reply), response);
-            // Also when onResponse sends something else itself.
-            if (level !== null) logExchangeWhenOver(request.log, level, response);
-            if (onResponse === undefined) return sendBody(reply, response, recycle);
-            Promise.resolve(onResponse(request, reply, response))
-              .then(() => {
-                if (!reply.sent) sendBody(reply, response, false);
-              })
-              .catch(crash);
-          } catch (err) {
-            crash(err as Error);
-          }
-        },
-        (error: ScgiError) => void fail(error).catch(crash),
-      );
+      .then((response) => {
+        applyResponseHead(replyTarget(reply), response);
+        // Also when onResponse sends something else itself.
+        if (level !== null) logExchangeWhenOver(request.log, level, response);
+        if (onResponse === undefined) return sendBody(reply, response, recycle);
+        return Promise.resolve(onResponse(request, reply, response)).then(() => {
+          if (!reply.sent) sendBody(reply, response, false);
+        });
+      }, fail)
+      // What a handler above or a hook throws or rejects with: the reply ends with it.
+      .catch((err: Error) => (reply.sent ? reply.raw.destroy(err) : reply.send(err)));
     return reply;
   };
 

@@ -314,8 +314,7 @@ export class ScgiProxy {
       } else {
         // Lets the exchange reuse a read buffer once the response it was piped into wrote it out.
         const stream = response.body;
-        if (opts.res !== undefined && stream instanceof UpstreamBody)
-          stream.watchPipeInto(opts.res);
+        if (res !== undefined && stream instanceof UpstreamBody) stream.watchPipeInto(res);
         stream.once('close', () => {
           watch.dispose();
           if (b.kind === 'spooled') b.spool.dispose();

@@ -371,9 +371,9 @@ export class UpstreamPool {
 
   #dequeue(w: Waiter): void {
     const queue = this.#queue;
-    // Nearly always the head: shift(), which unlike splice() makes no array of what it removed.
-    const i = queue[0] === w ? 0 : queue.indexOf(w);
+    const i = queue.indexOf(w);
     if (i !== -1) {
+      // Nearly always the head: shift(), which unlike splice() makes no array of what it removed.
       if (i === 0) queue.shift();
       else queue.splice(i, 1);
       if (w.retry) this.#retryWaiters--;
